@@ -1,0 +1,24 @@
+"""Names of document collections and blob prefixes, in one place.
+
+Terraform's Firestore indexes and IAM conditions refer to these same names;
+``tests/test_terraform.py`` checks they agree.
+"""
+
+# Document collections
+BATCHES = "batches"              # one record per collected batch, accepted or rejected
+CURSORS = "cursors"              # per-source collection state (last stored timestamp)
+EVENT_CLAIMS = "event_claims"    # at-least-once guard: one claim per processed event id
+MODELS = "models"                # model registry: one record per trained version
+PRODUCTION = "production"        # per-target pointer to the serving version
+PROMOTIONS = "promotions"        # append-only promotion and rollback history
+ALERTS = "alerts"                # monitor alerts, open and resolved
+DATASETS = "datasets"            # processed dataset versions
+
+# Blob prefixes
+RAW = "raw/"
+QUARANTINE = "quarantine/"
+CACHE = "cache/"
+PROCESSED = "processed/"
+MODEL_ARTIFACTS = "models/"
+PREDICTIONS = "predictions/"
+REPORTS = "reports/"

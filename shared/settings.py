@@ -1,0 +1,159 @@
+"""One settings object, read from the environment.
+
+Every variable is declared once in ``VARIABLES`` with its default and meaning;
+the README's configuration table is checked against this list by a test.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+BACKENDS = ("embedded", "gcp")
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the project cannot use."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, default, parser and meaning."""
+
+    name: str
+    default: str
+    doc: str
+    parse: Callable[[str], object] = str
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _backend(text: str) -> str:
+    if text not in BACKENDS:
+        raise ValueError(f"must be one of {', '.join(BACKENDS)}")
+    return text
+
+
+def _topic_id(text: str) -> str:
+    # Pub/Sub rejects ids shorter than 3 characters or not starting with a letter.
+    if len(text) < 3 or not text[0].isalpha():
+        raise ValueError("a topic id has at least 3 characters and starts with a letter")
+    return text
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("BACKEND", "embedded", "`embedded` (local directory, SQLite, in-process bus) or `gcp` "
+             "(Cloud Storage, Firestore, Pub/Sub; honours the `*_EMULATOR_HOST` variables).", _backend),
+    Variable("GOOGLE_CLOUD_PROJECT", "local-project", "Project id for every Google Cloud client, "
+             "emulators included."),
+    Variable("BUCKET", "forecast-data", "Cloud Storage bucket holding raw, processed, models, "
+             "predictions and reports (gcp backend)."),
+    Variable("FIRESTORE_DATABASE", "(default)", "Firestore database id (gcp backend)."),
+    Variable("STATE_DIR", str(PROJECT_ROOT / ".state"), "Where the embedded backend keeps blobs, "
+             "documents and the event bus."),
+    Variable("DATASET_SPEC", "tetouan_power", "Dataset spec: a name in `shared/specs/` or a path "
+             "to a spec JSON file."),
+    Variable("TOPIC_DATA_READY", "data-ready", "Topic collect_data publishes accepted batches on.",
+             _topic_id),
+    Variable("TOPIC_MODEL_UPDATED", "model-updated", "Topic retrain publishes promotions on.",
+             _topic_id),
+    Variable("TOPIC_ALERTS", "alerts", "Topic for alerts and rejected batches.", _topic_id),
+    Variable("DEAD_LETTER_SUFFIX", "-dead-letter", "Dead-letter topic of a topic T is T plus this "
+             "suffix; its pull subscription adds `-pull`."),
+    Variable("EVENT_MAX_DELIVERY_ATTEMPTS", "5", "Deliveries of one message to one subscriber "
+             "before it is parked as a dead letter (Pub/Sub allows 5 to 100).", _positive_int),
+    Variable("EVENT_MIN_BACKOFF_SECONDS", "1", "First retry delay of a failed delivery; doubles "
+             "on each retry.", _positive_float),
+    Variable("EVENT_MAX_BACKOFF_SECONDS", "60", "Ceiling of the retry delay.", _positive_float),
+    Variable("EVENT_ACK_DEADLINE_SECONDS", "600", "How long one push delivery may take before it "
+             "counts as failed.", _positive_float),
+    Variable("LOG_LEVEL", "INFO", "Lowest severity written to the JSON log "
+             "(DEBUG, INFO, WARNING, ERROR)."),
+)
+
+_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The project's configuration, one attribute per variable in ``VARIABLES``."""
+
+    backend: str
+    project: str
+    bucket: str
+    firestore_database: str
+    state_dir: Path
+    dataset_spec: str
+    topic_data_ready: str
+    topic_model_updated: str
+    topic_alerts: str
+    dead_letter_suffix: str
+    event_max_delivery_attempts: int
+    event_min_backoff_seconds: float
+    event_max_backoff_seconds: float
+    event_ack_deadline_seconds: float
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Read every variable from ``environ`` (default ``os.environ``).
+
+        Raises ConfigError naming the variable when a value does not parse.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for var in VARIABLES:
+            text = env.get(var.name, "") or var.default
+            try:
+                values[attribute_name(var.name)] = var.parse(text)
+            except ValueError as exc:
+                raise ConfigError(f"{var.name}={text!r}: {exc}") from exc
+        values["state_dir"] = Path(str(values["state_dir"])).expanduser().resolve()
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.event_max_backoff_seconds < settings.event_min_backoff_seconds:
+            raise ConfigError("EVENT_MAX_BACKOFF_SECONDS must not be below EVENT_MIN_BACKOFF_SECONDS")
+        return settings
+
+    @property
+    def topics(self) -> tuple[str, str, str]:
+        return (self.topic_data_ready, self.topic_model_updated, self.topic_alerts)
+
+    def dead_letter_topic(self, topic: str) -> str:
+        return f"{topic}{self.dead_letter_suffix}"
+
+    def dead_letter_subscription(self, topic: str) -> str:
+        return f"{self.dead_letter_topic(topic)}-pull"
+
+
+def attribute_name(variable_name: str) -> str:
+    """The Settings attribute that holds an environment variable's value."""
+    return {"GOOGLE_CLOUD_PROJECT": "project"}.get(variable_name, variable_name.lower())
+
+
+def variable(name: str) -> Variable:
+    """The declaration of one environment variable."""
+    return _BY_NAME[name]
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings.from_env()

@@ -1,0 +1,115 @@
+"""Fixtures shared by the whole suite: emulators, settings and backends per adapter.
+
+The emulators start once per session, on free ports, only when a test asks for
+the ``gcp`` backend. Where one is missing those tests skip with the reason,
+except under ``CI=true``, where a missing emulator fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from shared.backends import Backends, connect
+from shared.emulators import EmulatorStack, EmulatorUnavailable
+from shared.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PROJECT = "test-project"
+BACKENDS = ("embedded", "gcp")
+_startup: dict[str, float] = {}
+
+
+def require(reason: str) -> None:
+    """Skip for a missing part, or fail under CI=true, where nothing may be missing."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing emulator is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorStack]:
+    """Pub/Sub, Firestore and fake-gcs emulators, with the client variables set."""
+    log_path = tmp_path_factory.mktemp("emulators") / "emulators.log"
+    try:
+        stack = EmulatorStack(PROJECT, log_path=log_path)
+        stack.start()
+    except EmulatorUnavailable as exc:
+        require(f"emulators unavailable: {exc}")
+    saved = {k: os.environ.get(k) for k in stack.environment}
+    os.environ.update(stack.environment)
+    from google.cloud import firestore
+
+    started = time.monotonic()
+    firestore.Client(project=PROJECT).collection("warmup").document("w").set({"ok": True})
+    _startup.update({e.name: e.startup_seconds for e in stack.emulators})
+    _startup["firestore first write"] = time.monotonic() - started
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _startup:
+        figures = ", ".join(f"{k} {v:.2f} s" for k, v in _startup.items())
+        terminalreporter.write_line(f"emulator start-up: {figures}")
+
+
+def make_settings(backend: str, tmp_path: Path, **overrides: object) -> Settings:
+    """Settings isolated to one test: own state directory, bucket and topic names."""
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "BACKEND": backend,
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "BUCKET": f"test-{suffix}",
+        "STATE_DIR": str(tmp_path / "state"),
+        "TOPIC_DATA_READY": f"data-ready-{suffix}",
+        "TOPIC_MODEL_UPDATED": f"model-updated-{suffix}",
+        "TOPIC_ALERTS": f"alerts-{suffix}",
+        "EVENT_MIN_BACKOFF_SECONDS": "0.05",
+        "EVENT_MAX_BACKOFF_SECONDS": "0.2",
+    }
+    return Settings.from_env(env, **overrides)
+
+
+def open_backends(settings: Settings, stack: EmulatorStack | None) -> Backends:
+    """Fresh adapters for ``settings``; on gcp, an empty bucket and Firestore database."""
+    if settings.backend == "gcp":
+        assert stack is not None
+        from google.cloud import storage
+
+        stack.reset_firestore()
+        storage.Client(project=settings.project).create_bucket(settings.bucket)
+    backends = connect(settings)
+    for topic in settings.topics:
+        backends.events.ensure_topic(topic)
+    return backends
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(backend_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    if backend_name == "gcp":
+        request.getfixturevalue("emulators")
+    return make_settings(backend_name, tmp_path)
+
+
+@pytest.fixture
+def backends(settings: Settings, request: pytest.FixtureRequest) -> Backends:
+    stack = request.getfixturevalue("emulators") if settings.backend == "gcp" else None
+    return open_backends(settings, stack)

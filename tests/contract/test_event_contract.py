@@ -1,0 +1,180 @@
+"""The EventBus contract, run against the embedded bus and Pub/Sub (emulator).
+
+Both push to the same functions-framework CloudEvent function served on
+127.0.0.1, so the assertions are about the event a handler really receives.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import functions_framework
+import pytest
+
+from shared.backends.local_events import LocalEventBus
+from shared.ports import NotFound, PushSubscription
+from shared.pubsub_push import MESSAGE_PUBLISHED, decode_event
+from tests.support.servers import ThreadedServer
+
+RECEIVER_SOURCE = Path(__file__).resolve().parent.parent / "support" / "push_receiver.py"
+
+
+@pytest.fixture(scope="session")
+def receiver():
+    """The push receiver's module (its RECEIVED and FAILING) and its base URL."""
+    app = functions_framework.create_app("receive", str(RECEIVER_SOURCE), "cloudevent")
+    module = sys.modules["push_receiver"]
+    server = ThreadedServer(app).start()
+    yield module, server.url
+    server.stop()
+
+
+def pump_until(events, predicate, timeout: float = 30.0) -> None:
+    """Wait for ``predicate``; the embedded bus is driven meanwhile, as its dispatcher would."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        if isinstance(events, LocalEventBus):
+            events.deliver_due()
+        time.sleep(0.02)
+
+
+def received_for(module, key: str) -> list[dict]:
+    with module.LOCK:
+        return [r for r in module.RECEIVED if r["key"] == key]
+
+
+@pytest.fixture
+def subscribed(backends, settings, receiver):
+    """A push subscription on the data-ready topic to the receiver; yields (events, topic, module)."""
+    module, url = receiver
+    topic = settings.topic_data_ready
+    backends.events.ensure_push_subscription(PushSubscription(
+        f"{topic}-receiver", topic, f"{url}/projects/{settings.project}/topics/{topic}"))
+    yield backends.events, topic, module
+    if settings.backend == "gcp":
+        # A push subscription left behind keeps redelivering into later tests.
+        from google.cloud import pubsub_v1
+
+        sub = pubsub_v1.SubscriberClient()
+        sub.delete_subscription(request={"subscription": sub.subscription_path(
+            settings.project, f"{topic}-receiver")})
+
+
+def test_subscriber_receives_the_pubsub_cloudevent(subscribed, settings):
+    events, topic, module = subscribed
+    key = uuid.uuid4().hex
+    payload = {"batch_id": "b-1", "rows": 144, "score": 0.98, "range": ["2017-01-01", "2017-01-02"]}
+    message_id = events.publish(topic, payload, {"key": key, "source": "replay"})
+    pump_until(events, lambda: received_for(module, key))
+    (got,) = received_for(module, key)
+    attrs = got["attributes"]
+    assert attrs["type"] == MESSAGE_PUBLISHED
+    assert attrs["source"] == f"//pubsub.googleapis.com/projects/{settings.project}/topics/{topic}"
+    assert attrs["id"] == message_id
+    message = got["data"]["message"]
+    assert json.loads(base64.b64decode(message["data"])) == payload
+    assert message["attributes"] == {"key": key, "source": "replay"}
+    assert message["messageId"] == message_id
+    assert message["publishTime"].endswith("Z") and attrs["time"] == message["publishTime"]
+
+
+def test_decode_event_reads_what_was_published(subscribed):
+    events, topic, module = subscribed
+    key = uuid.uuid4().hex
+    message_id = events.publish(topic, {"n": 1}, {"key": key})
+    pump_until(events, lambda: received_for(module, key))
+
+    class Event(dict):
+        data = received_for(module, key)[0]["data"]
+
+    decoded = decode_event(Event(received_for(module, key)[0]["attributes"]))
+    assert (decoded.id, decoded.data, decoded.attributes) == (message_id, {"n": 1}, {"key": key})
+
+
+def test_failed_delivery_is_retried_then_dead_lettered_and_replayable(subscribed, settings):
+    events, topic, module = subscribed
+    key = uuid.uuid4().hex
+    module.FAILING.add(key)
+    try:
+        message_id = events.publish(topic, {"will": "fail"}, {"key": key})
+        pump_until(events, lambda: len(received_for(module, key)) >= 5, timeout=90)
+        pump_until(events, lambda: any(d.attributes.get("key") == key
+                                       for d in events.dead_letters(topic)), timeout=60)
+    finally:
+        module.FAILING.discard(key)
+    (letter,) = [d for d in events.dead_letters(topic) if d.attributes.get("key") == key]
+    assert letter.data == {"will": "fail"}
+    assert letter.subscription == f"{topic}-receiver"
+    assert letter.delivery_attempts == settings.event_max_delivery_attempts
+    attempts = len(received_for(module, key))
+    assert attempts == settings.event_max_delivery_attempts
+    if settings.backend == "embedded":
+        assert letter.message_id == message_id
+
+    new_id = events.replay_dead_letter(topic, letter.id)
+    pump_until(events, lambda: len(received_for(module, key)) > attempts)
+    replayed = received_for(module, key)[-1]["data"]["message"]
+    assert replayed["messageId"] == new_id
+    assert replayed["attributes"] == {"key": key, "replayed_from": letter.message_id}
+    assert not [d for d in events.dead_letters(topic) if d.attributes.get("key") == key]
+
+
+def test_replaying_an_unknown_dead_letter_raises(subscribed):
+    events, topic, _ = subscribed
+    with pytest.raises(NotFound):
+        events.replay_dead_letter(topic, "no-such-letter")
+
+
+def test_attributes_must_be_strings(backends, settings):
+    with pytest.raises(TypeError):
+        backends.events.publish(settings.topic_alerts, {"x": 1}, {"count": 3})
+
+
+def test_publishing_to_a_missing_topic_raises(backends):
+    with pytest.raises(NotFound):
+        backends.events.publish("no-such-topic-" + uuid.uuid4().hex[:6], {"x": 1})
+
+
+def test_embedded_backoff_doubles_between_attempts(tmp_path):
+    from shared.ports import RetryPolicy
+
+    policy = RetryPolicy(max_attempts=5, min_backoff=1.0, max_backoff=5.0)
+    assert [policy.backoff(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_embedded_bus_delivers_to_an_attached_wsgi_app_like_http(tmp_path, receiver):
+    module, _ = receiver
+    app = functions_framework.create_app("receive", str(RECEIVER_SOURCE), "cloudevent")
+    bus = LocalEventBus(tmp_path / "bus.sqlite", "test-project")
+    bus.attach("receiver", app)
+    bus.ensure_push_subscription(PushSubscription("s", "data-ready",
+                                                  "wsgi://receiver/projects/test-project/topics/data-ready"))
+    key = uuid.uuid4().hex
+    message_id = bus.publish("data-ready", {"a": 1}, {"key": key})
+    bus.drain(timeout=10)
+    (got,) = received_for(sys.modules["push_receiver"], key)
+    assert got["attributes"]["id"] == message_id
+    assert got["attributes"]["source"] == "//pubsub.googleapis.com/projects/test-project/topics/data-ready"
+
+
+def test_embedded_messages_survive_a_new_bus_instance(tmp_path, receiver):
+    """Published means stored: a dispatcher started later still delivers."""
+    module, url = receiver
+    path = tmp_path / "bus.sqlite"
+    first = LocalEventBus(path, "test-project")
+    first.ensure_push_subscription(PushSubscription("s", "data-ready",
+                                                    f"{url}/projects/test-project/topics/data-ready"))
+    key = uuid.uuid4().hex
+    first.publish("data-ready", {"a": 1}, {"key": key})
+    del first
+    second = LocalEventBus(path, "test-project")
+    assert second.pending() == 1
+    second.drain(timeout=10)
+    assert len(received_for(module, key)) == 1

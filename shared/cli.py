@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict
 from typing import Any, Callable, Iterable, Sequence
 
-from shared import names
+from shared import log, names
 from shared.backends import Backends, connect
 from shared.ports import where
 from shared.settings import VARIABLES, ConfigError, Settings, attribute_name
@@ -127,6 +127,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    log.configure(settings.project, settings.log_level, stream=sys.stderr)
     try:
         rows = args.fn(connect(settings), settings, args)
     except (LookupError, ValueError) as exc:

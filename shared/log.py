@@ -70,19 +70,36 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time of the record."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(project: str, level: str = "INFO", stream: Any = None) -> None:
     """Route the root logger to one JSON line per record (idempotent)."""
     global _configured
     root = logging.getLogger()
     if _configured and stream is None:
         return
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
     handler.setFormatter(JsonFormatter(project))
     for old in [h for h in root.handlers if getattr(h, "_json_log", False)]:
         root.removeHandler(old)
     handler._json_log = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # urllib3 logs retried URLs, query strings included: a source URL may carry a key.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     _configured = True
 
 

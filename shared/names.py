@@ -6,7 +6,8 @@ Terraform's Firestore indexes and IAM conditions refer to these same names;
 
 # Document collections
 BATCHES = "batches"              # one record per collected batch, accepted or rejected
-CURSORS = "cursors"              # per-source collection state (last stored timestamp)
+CURSORS = "cursors"              # per-dataset collection cursor (last stored timestamp)
+SOURCE_STATE = "source_state"    # per-source last call and cached copy
 EVENT_CLAIMS = "event_claims"    # at-least-once guard: one claim per processed event id
 MODELS = "models"                # model registry: one record per trained version
 PRODUCTION = "production"        # per-target pointer to the serving version

@@ -6,7 +6,6 @@ the README's configuration table is checked against this list by a test.
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,32 @@ def _backend(text: str) -> str:
     return text
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+def _json_list(text: str) -> str:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(value, list):
+        raise ValueError("must be a JSON list")
+    return text
+
+
+def _duration(text: str) -> str:
+    from shared.durations import parse_duration
+
+    parse_duration(text)
+    return text
+
+
 def _topic_id(text: str) -> str:
     # Pub/Sub rejects ids shorter than 3 characters or not starting with a letter.
     if len(text) < 3 or not text[0].isalpha():
@@ -84,6 +109,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("EVENT_MAX_BACKOFF_SECONDS", "60", "Ceiling of the retry delay.", _positive_float),
     Variable("EVENT_ACK_DEADLINE_SECONDS", "600", "How long one push delivery may take before it "
              "counts as failed.", _positive_float),
+    Variable("COLLECT_SOURCES", '[{"name": "replay", "type": "replay"}]', "JSON list of sources "
+             "collect_data reads (see docs/collect.md for the keys of `replay` and `http` sources).",
+             _json_list),
+    Variable("COLLECT_WINDOW", "P1D", "Window one collection takes after the last stored "
+             "timestamp (ISO 8601 or `7d`, `6h`).", _duration),
+    Variable("QUALITY_THRESHOLD", "0.8", "Lowest quality score at which a batch is accepted.",
+             _fraction),
     Variable("LOG_LEVEL", "INFO", "Lowest severity written to the JSON log "
              "(DEBUG, INFO, WARNING, ERROR)."),
 )
@@ -109,6 +141,9 @@ class Settings:
     event_min_backoff_seconds: float
     event_max_backoff_seconds: float
     event_ack_deadline_seconds: float
+    collect_sources: str
+    collect_window: str
+    quality_threshold: float
     log_level: str
 
     @classmethod
@@ -151,9 +186,3 @@ def attribute_name(variable_name: str) -> str:
 def variable(name: str) -> Variable:
     """The declaration of one environment variable."""
     return _BY_NAME[name]
-
-
-@functools.lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings.from_env()

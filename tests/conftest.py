@@ -97,6 +97,23 @@ def open_backends(settings: Settings, stack: EmulatorStack | None) -> Backends:
     return backends
 
 
+@pytest.fixture(scope="session")
+def receiver():
+    """The push receiver (its module, for RECEIVED and FAILING) served on 127.0.0.1."""
+    import sys
+
+    import functions_framework
+
+    from tests.support.bus import RECEIVER_SOURCE
+    from tests.support.servers import ThreadedServer
+
+    app = functions_framework.create_app("receive", str(RECEIVER_SOURCE), "cloudevent")
+    module = sys.modules["push_receiver"]
+    server = ThreadedServer(app).start()
+    yield module, server.url
+    server.stop()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,52 +18,16 @@ import pytest
 from shared.backends.local_events import LocalEventBus
 from shared.ports import NotFound, PushSubscription
 from shared.pubsub_push import MESSAGE_PUBLISHED, decode_event
-from tests.support.servers import ThreadedServer
-
-RECEIVER_SOURCE = Path(__file__).resolve().parent.parent / "support" / "push_receiver.py"
-
-
-@pytest.fixture(scope="session")
-def receiver():
-    """The push receiver's module (its RECEIVED and FAILING) and its base URL."""
-    app = functions_framework.create_app("receive", str(RECEIVER_SOURCE), "cloudevent")
-    module = sys.modules["push_receiver"]
-    server = ThreadedServer(app).start()
-    yield module, server.url
-    server.stop()
-
-
-def pump_until(events, predicate, timeout: float = 30.0) -> None:
-    """Wait for ``predicate``; the embedded bus is driven meanwhile, as its dispatcher would."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        if isinstance(events, LocalEventBus):
-            events.deliver_due()
-        time.sleep(0.02)
-
-
-def received_for(module, key: str) -> list[dict]:
-    with module.LOCK:
-        return [r for r in module.RECEIVED if r["key"] == key]
-
+from tests.support.bus import RECEIVER_SOURCE, pump_until, received_for, subscribe, unsubscribe
 
 @pytest.fixture
 def subscribed(backends, settings, receiver):
     """A push subscription on the data-ready topic to the receiver; yields (events, topic, module)."""
     module, url = receiver
     topic = settings.topic_data_ready
-    backends.events.ensure_push_subscription(PushSubscription(
-        f"{topic}-receiver", topic, f"{url}/projects/{settings.project}/topics/{topic}"))
+    name = subscribe(backends, settings, url, topic)
     yield backends.events, topic, module
-    if settings.backend == "gcp":
-        # A push subscription left behind keeps redelivering into later tests.
-        from google.cloud import pubsub_v1
-
-        sub = pubsub_v1.SubscriberClient()
-        sub.delete_subscription(request={"subscription": sub.subscription_path(
-            settings.project, f"{topic}-receiver")})
+    unsubscribe(settings, name)
 
 
 def test_subscriber_receives_the_pubsub_cloudevent(subscribed, settings):
@@ -111,7 +74,7 @@ def test_failed_delivery_is_retried_then_dead_lettered_and_replayable(subscribed
         module.FAILING.discard(key)
     (letter,) = [d for d in events.dead_letters(topic) if d.attributes.get("key") == key]
     assert letter.data == {"will": "fail"}
-    assert letter.subscription == f"{topic}-receiver"
+    assert letter.subscription == f"{topic}-to-receiver"
     assert letter.delivery_attempts == settings.event_max_delivery_attempts
     attempts = len(received_for(module, key))
     assert attempts == settings.event_max_delivery_attempts

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from werkzeug.serving import make_server
+
+# The servers stand in for other parties (upstream sources, subscribers); their
+# access log is not ours and would mix into the log assertions.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 from shared.emulators import free_port
 

@@ -55,6 +55,7 @@ def test_dead_letters_are_listed_and_replayed(env, capsys):
     bus.ensure_push_subscription(PushSubscription("retrain", "data-ready", "http://127.0.0.1:9/"))
     bus.publish("data-ready", {"batch_id": "b1"})
     bus.drain(timeout=10)  # port 9 refuses: every attempt fails, then it is parked
+    capsys.readouterr()
     code, out = run(capsys, "--json", "dead-letters")
     (letter,) = json.loads(out)
     assert letter["subscription"] == "retrain" and letter["delivery_attempts"] == 5

@@ -1,0 +1,66 @@
+"""Load a function's entry point the way functions-framework does, with test settings."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import functions_framework
+import pytest
+
+from shared.emulators import free_port
+from shared.settings import VARIABLES, Settings, attribute_name
+
+FUNCTIONS = Path(__file__).resolve().parent.parent.parent / "functions"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces ``settings`` in a fresh process or module."""
+    return {v.name: str(getattr(settings, attribute_name(v.name))) for v in VARIABLES}
+
+
+def function_app(name: str, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                 signature: str = "http", **extra_env: str) -> Any:
+    """The Flask app functions-framework builds for ``functions/<name>/main.py``."""
+    for key, value in {**settings_env(settings), **extra_env}.items():
+        monkeypatch.setenv(key, value)
+    return functions_framework.create_app(name, str(FUNCTIONS / name / "main.py"), signature)
+
+
+@contextlib.contextmanager
+def served_function(name: str, settings: Settings, signature: str = "http",
+                    **extra_env: str) -> Iterator[str]:
+    """Run ``functions-framework`` for ``functions/<name>`` on a free port; yields its URL."""
+    port = free_port()
+    env = {**os.environ, **settings_env(settings), **extra_env,
+           "PYTHONPATH": str(FUNCTIONS.parent)}
+    cmd = [str(Path(sys.executable).parent / "functions-framework"), "--target", name,
+           "--source", str(FUNCTIONS / name / "main.py"), "--signature-type", signature,
+           "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    raise RuntimeError(f"{name} did not start:\n{output[-3000:]}")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

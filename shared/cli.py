@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from typing import Any, Callable, Iterable, Sequence
@@ -83,6 +84,64 @@ def cmd_config(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[
     return [{"variable": v.name, "value": getattr(s, attribute_name(v.name))} for v in VARIABLES]
 
 
+def cmd_models(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A target's model versions, newest first, with status and holdout MAPE."""
+    from shared.registry import Registry
+
+    return [{**v, "mape": ((v.get("metrics") or {}).get("history") or {}).get("mape"),
+             "naive_mape": (v.get("seasonal_naive") or {}).get("mape")}
+            for v in Registry(s, b).versions(args.target, args.limit)]
+
+
+def cmd_history(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A target's promotions and rollbacks, newest first."""
+    from shared.registry import Registry
+
+    return Registry(s, b).history(args.target, args.limit)
+
+
+def cmd_rollback(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Serve an earlier version of a target again, record why, announce it."""
+    from shared.registry import Registry
+
+    registry = Registry(s, b)
+    outcome = registry.rollback(args.target, args.version, args.reason, actor=args.actor)
+    if not outcome.won:
+        raise ValueError(outcome.reason)
+    message_id = registry.announce([outcome], cause="rollback")
+    return [{"target": args.target, "version": args.version, "previous": registry.production(
+        args.target)["previous_version"], "model_updated_message_id": message_id}]
+
+
+def cmd_repro(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Train twice on the same data and write a JSON report comparing the runs."""
+    from pathlib import Path
+
+    from shared.dataset_spec import load_spec
+    from shared.frames import read_dataset_csv
+    from shared.processed import ProcessedData
+    from shared.reproducibility import report
+    from shared.retraining import Retrainer
+    from shared.sources import DEFAULT_REPLAY_DATA
+
+    spec = load_spec(s.dataset_spec)
+    processed = ProcessedData(b, spec)
+    head = processed.head() if args.data == "processed" else None
+    if args.data == "processed" and head is None:
+        raise ValueError("no processed dataset yet; use --data bundled")
+    frame = processed.read(head) if head else read_dataset_csv(DEFAULT_REPLAY_DATA.read_bytes(), spec)
+    result = report(frame, spec, Retrainer(s, b, spec).config,
+                    head.version if head else str(DEFAULT_REPLAY_DATA.name))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2, default=str))
+    return [{"target": t, "identical": result["identical"],
+             "mape_run1": r1["metrics"]["history"]["mape"], "mape_run2": r2["metrics"]["history"]["mape"],
+             "prediction_sha256_run1": r1["prediction_sha256"][:16],
+             "prediction_sha256_run2": r2["prediction_sha256"][:16], "report": args.output}
+            for t, r1, r2 in ((t, result["runs"][0]["targets"][t], result["runs"][1]["targets"][t])
+                              for t in spec.target_names)]
+
+
 COLUMNS = {
     "status": ["target", "version", "promoted_at", "mape", "reason"],
     "batches": ["batch_id", "source", "status", "start", "end", "rows", "quality_score",
@@ -92,6 +151,11 @@ COLUMNS = {
     "dead-letters": ["id", "topic", "subscription", "delivery_attempts", "last_error", "data"],
     "replay": ["replayed", "topic", "new_message_id"],
     "config": ["variable", "value"],
+    "models": ["version", "status", "created_at", "mape", "naive_mape", "dataset_version", "reasons"],
+    "history": ["at", "action", "from_version", "to_version", "actor", "reason"],
+    "rollback": ["target", "version", "previous", "model_updated_message_id"],
+    "repro-report": ["target", "identical", "mape_run1", "mape_run2", "prediction_sha256_run1",
+                     "prediction_sha256_run2", "report"],
 }
 Command = Callable[[Backends, Settings, argparse.Namespace], list[dict[str, Any]]]
 
@@ -117,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("id", help="dead-letter id, as `dead-letters` lists it")
     replay.add_argument("--topic", required=True)
     add("config", cmd_config)
+    models = add("models", cmd_models)
+    models.add_argument("target")
+    models.add_argument("--limit", type=int, default=20)
+    history = add("history", cmd_history)
+    history.add_argument("target")
+    history.add_argument("--limit", type=int, default=20)
+    rollback = add("rollback", cmd_rollback)
+    rollback.add_argument("target")
+    rollback.add_argument("version", help="an archived version of the target (see `models`)")
+    rollback.add_argument("--reason", required=True, help="recorded in the promotion history")
+    rollback.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    repro = add("repro-report", cmd_repro)
+    repro.add_argument("--data", choices=("bundled", "processed"), default="bundled",
+                       help="the bundled year, or the current processed dataset")
+    repro.add_argument("--output", default="reports/reproducibility.json")
     return parser
 
 

@@ -13,7 +13,8 @@ MODELS = "models"                # model registry: one record per trained versio
 PRODUCTION = "production"        # per-target pointer to the serving version
 PROMOTIONS = "promotions"        # append-only promotion and rollback history
 ALERTS = "alerts"                # monitor alerts, open and resolved
-DATASETS = "datasets"            # processed dataset versions
+DATASETS = "datasets"            # per-dataset head of the processed data
+DATASET_VERSIONS = "dataset_versions"  # every processed dataset version
 
 # Blob prefixes
 RAW = "raw/"

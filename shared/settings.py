@@ -69,6 +69,18 @@ def _json_list(text: str) -> str:
     return text
 
 
+def _json_object(text: str) -> str:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return text
+
+
 def _duration(text: str) -> str:
     from shared.durations import parse_duration
 
@@ -116,6 +128,12 @@ VARIABLES: tuple[Variable, ...] = (
              "timestamp (ISO 8601 or `7d`, `6h`).", _duration),
     Variable("QUALITY_THRESHOLD", "0.8", "Lowest quality score at which a batch is accepted.",
              _fraction),
+    Variable("TRAINING_PARAMS", "{}", "JSON object merged over the spec's estimator parameters "
+             "(e.g. `{\"max_iter\": 100}`).", _json_object),
+    Variable("CLAIM_LEASE_SECONDS", "900", "How long an event claim of a running retrain lasts "
+             "before a redelivery may take it over (above the function timeout).", _positive_float),
+    Variable("CODE_VERSION", "dev", "Code version recorded in model metadata and part of model "
+             "version ids; `deploy.sh` sets it to the bundle's content hash."),
     Variable("LOG_LEVEL", "INFO", "Lowest severity written to the JSON log "
              "(DEBUG, INFO, WARNING, ERROR)."),
 )
@@ -144,6 +162,9 @@ class Settings:
     collect_sources: str
     collect_window: str
     quality_threshold: float
+    training_params: str
+    claim_lease_seconds: float
+    code_version: str
     log_level: str
 
     @classmethod

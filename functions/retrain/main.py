@@ -1,8 +1,22 @@
-"""Cloud Function `retrain`: Train, gate and promote models when data-ready arrives."""
+"""Cloud Function ``retrain``: train, gate and promote models when ``data-ready`` arrives.
+
+CloudEvent (Pub/Sub push). Returning acknowledges the message; raising makes
+Pub/Sub redeliver it (with backoff, then dead-letter). Duplicates and
+permanently failing events return normally. See docs/retrain.md.
+"""
 
 import functions_framework
+
+from shared import runtime
+from shared.dataset_spec import load_spec
+from shared.log import bind_trace
+from shared.retraining import Retrainer
+
+settings, backends = runtime.start()
+retrainer = Retrainer(settings, backends, load_spec(settings.dataset_spec))
 
 
 @functions_framework.cloud_event
 def retrain(cloud_event):
-    raise NotImplementedError("retrain is not implemented yet")
+    bind_trace({"traceparent": cloud_event.get("traceparent") or ""})
+    retrainer.handle(cloud_event)

@@ -59,3 +59,24 @@ def unsubscribe(settings: Settings, name: str) -> None:
 
         sub = pubsub_v1.SubscriberClient()
         sub.delete_subscription(request={"subscription": sub.subscription_path(settings.project, name)})
+
+
+def pubsub_event(data: Any, message_id: str, topic: str = "data-ready", project: str = "test-project",
+                 attributes: dict[str, str] | None = None, raw: bytes | None = None) -> Any:
+    """The CloudEvent functions-framework builds from a Pub/Sub push of ``data``."""
+    import base64
+    import json
+
+    from cloudevents.http import CloudEvent
+
+    from shared.pubsub_push import MESSAGE_PUBLISHED, rfc3339_now
+
+    payload = raw if raw is not None else json.dumps(data).encode()
+    published = rfc3339_now()
+    return CloudEvent({"id": message_id, "type": MESSAGE_PUBLISHED, "time": published,
+                       "source": f"//pubsub.googleapis.com/projects/{project}/topics/{topic}",
+                       "specversion": "1.0", "datacontenttype": "application/json"},
+                      {"message": {"@type": "type.googleapis.com/google.pubsub.v1.PubsubMessage",
+                                   "data": base64.b64encode(payload).decode(),
+                                   "attributes": attributes or {}, "messageId": message_id,
+                                   "publishTime": published}})

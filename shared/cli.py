@@ -81,7 +81,8 @@ def cmd_replay(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[
 
 def cmd_config(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The effective configuration."""
-    return [{"variable": v.name, "value": getattr(s, attribute_name(v.name))} for v in VARIABLES]
+    return [{"variable": v.name, "value": ("<set>" if getattr(s, attribute_name(v.name)) else "")
+             if v.secret else getattr(s, attribute_name(v.name))} for v in VARIABLES]
 
 
 def cmd_models(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:

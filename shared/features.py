@@ -132,18 +132,22 @@ class Actuals:
     def window_mean(self, name: str, slots: np.ndarray, end_back: int, width: int) -> np.ndarray:
         """Mean over the ``width`` slots ending ``end_back`` slots before each slot."""
         sums, counts = self.prefix[name]
-        hi = np.clip(slots - end_back + 1, 0, len(sums) - 1)
-        lo = np.clip(slots - end_back + 1 - width, 0, len(sums) - 1)
+        top = len(sums) - 1
+        hi = np.minimum(np.maximum(slots - end_back + 1, 0), top)
+        lo = np.minimum(np.maximum(slots - end_back + 1 - width, 0), top)
         n = counts[hi] - counts[lo]
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = (sums[hi] - sums[lo]) / n
         return np.where(n >= MIN_WINDOW_COVERAGE * width, mean, np.nan)
 
 
-def history_features(actuals: Actuals, target: str, ts: np.ndarray,
-                     config: HistoryConfig) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The scale-free history columns and the level (``mean_1d``) they are relative to."""
-    slots = actuals.slots(ts)
+def history_features(actuals: Actuals, target: str, ts: np.ndarray, config: HistoryConfig,
+                     slots: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The scale-free history columns and the level (``mean_1d``) they are relative to.
+
+    ``slots`` (``actuals.slots(ts)``) may be passed when computing several targets.
+    """
+    slots = actuals.slots(ts) if slots is None else slots
     level = actuals.window_mean(target, slots, config.lag_short, config.window)
     with np.errstate(invalid="ignore", divide="ignore"):
         columns = {

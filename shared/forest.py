@@ -132,11 +132,12 @@ class EnsembleBank:
         trees = len(self.roots)
         # Preallocated work arrays: every step writes in place (``out=``), which
         # saves a third of the time over allocating per step.
-        node = np.empty((CHUNK_ROWS, trees), np.int32)
+        size = min(rows, CHUNK_ROWS)
+        node = np.empty((size, trees), np.int32)
         column = np.empty_like(node)
-        x = np.empty((CHUNK_ROWS, trees))
+        x = np.empty((size, trees))
         threshold = np.empty_like(x)
-        go_right = np.empty((CHUNK_ROWS, trees), bool)
+        go_right = np.empty((size, trees), bool)
         for start in range(0, rows, CHUNK_ROWS):
             flat = X[start:start + CHUNK_ROWS].ravel()
             n = len(flat) // width if width else 0

@@ -70,11 +70,14 @@ def unknown_fields(body: Mapping[str, Any], allowed: Iterable[str]) -> list[dict
 
 
 def http_entry(component: str, methods: Iterable[str] = ("GET", "POST")) -> Callable:
-    """Wrap a handler ``fn(request) -> (body, status)``: trace, method check, error shaping."""
+    """Wrap a handler returning ``(body, status[, headers])``: trace, method check, error shaping.
+
+    A ``str`` body is sent as is (with the handler's Content-Type); anything else as JSON.
+    """
     allowed = tuple(methods)
     log = get_logger(component)
 
-    def wrap(fn: Callable[[Any], tuple[Any, int]]) -> Callable[[Any], Response]:
+    def wrap(fn: Callable[[Any], tuple]) -> Callable[[Any], Response]:
         @functools.wraps(fn)
         def handler(request: Any) -> Response:
             bind_trace(request.headers)
@@ -82,7 +85,7 @@ def http_entry(component: str, methods: Iterable[str] = ("GET", "POST")) -> Call
                 return json_response({"error": f"method {request.method} not allowed"}, 405,
                                      {"Allow": ", ".join(allowed)})
             try:
-                body, status = fn(request)
+                body, status, *rest = fn(request)
             except ApiError as exc:
                 log.info("client error", fields={"status": exc.status, "error": exc.message,
                                                  "path": request.path})
@@ -90,7 +93,10 @@ def http_entry(component: str, methods: Iterable[str] = ("GET", "POST")) -> Call
             except Exception:
                 log.exception("request failed", fields={"path": request.path})
                 return json_response({"error": "internal error"}, 500)
-            return json_response(body, status)
+            headers = dict(rest[0]) if rest else {}
+            if isinstance(body, str):
+                return body, status, headers
+            return json_response(body, status, headers)
 
         return handler
 

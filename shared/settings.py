@@ -7,7 +7,7 @@ the README's configuration table is checked against this list by a test.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -28,6 +28,7 @@ class Variable:
     default: str
     doc: str
     parse: Callable[[str], object] = str
+    secret: bool = False
 
 
 def _positive_int(text: str) -> int:
@@ -48,6 +49,13 @@ def _backend(text: str) -> str:
     if text not in BACKENDS:
         raise ValueError(f"must be one of {', '.join(BACKENDS)}")
     return text
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
 
 
 def _fraction(text: str) -> float:
@@ -134,6 +142,18 @@ VARIABLES: tuple[Variable, ...] = (
              "before a redelivery may take it over (above the function timeout).", _positive_float),
     Variable("CODE_VERSION", "dev", "Code version recorded in model metadata and part of model "
              "version ids; `deploy.sh` sets it to the bundle's content hash."),
+    Variable("MODEL_REFRESH_SECONDS", "10", "Predict checks the production pointers (and "
+             "whether newer actuals were stored) at most this often.", _positive_float),
+    Variable("PREDICT_MAX_INSTANCES", "10000", "Largest batch one predict request may carry.",
+             _positive_int),
+    Variable("PREDICT_API_KEY", "", "Optional key predict requires in `X-API-Key` (compared in "
+             "constant time; set it from Secret Manager; never logged).", str, True),
+    Variable("PREDICT_THREADS", "0", "Threads that share a large batch (0: up to 4, by CPU count).",
+             _non_negative_int),
+    Variable("PREDICTION_LOG_FLUSH_RECORDS", "200", "Predict writes its buffered request log "
+             "once it holds this many requests...", _positive_int),
+    Variable("PREDICTION_LOG_FLUSH_SECONDS", "30", "...or once its oldest entry is this old.",
+             _positive_float),
     Variable("LOG_LEVEL", "INFO", "Lowest severity written to the JSON log "
              "(DEBUG, INFO, WARNING, ERROR)."),
 )
@@ -165,6 +185,12 @@ class Settings:
     training_params: str
     claim_lease_seconds: float
     code_version: str
+    model_refresh_seconds: float
+    predict_max_instances: int
+    predict_api_key: str = field(repr=False)  # a secret: never in a repr or log
+    predict_threads: int
+    prediction_log_flush_records: int
+    prediction_log_flush_seconds: float
     log_level: str
 
     @classmethod

@@ -52,6 +52,9 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorStac
     try:
         yield stack
     finally:
+        from shared.prediction_log import close_all
+
+        close_all(budget=5)  # while the emulators still answer
         stack.stop()
         for key, value in saved.items():
             if value is None:

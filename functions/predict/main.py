@@ -1,8 +1,24 @@
-"""Cloud Function `predict`: Serve predictions from the production models."""
+"""Cloud Function ``predict``: predictions from the hot-loaded production models.
+
+HTTP. ``POST /`` or ``/predict`` (one observation or ``{"instances": [...]}``),
+``GET /health``, ``GET /openapi.json``, ``GET /docs``; a model-updated push to
+``/projects/<p>/topics/<t>`` reloads at once. Models load at import, before the
+first request. See docs/predict.md.
+"""
 
 import functions_framework
 
+from shared import runtime
+from shared.dataset_spec import load_spec
+from shared.http import http_entry
+from shared.predict_service import PredictService
+
+settings, backends = runtime.start()
+service = PredictService(settings, backends, load_spec(settings.dataset_spec))
+service.check_now()
+
 
 @functions_framework.http
+@http_entry("predict", methods=("GET", "POST"))
 def predict(request):
-    return ({"error": "not implemented yet"}, 501)
+    return service.route(request)

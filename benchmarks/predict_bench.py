@@ -1,0 +1,221 @@
+"""Benchmark: predict under functions-framework on 127.0.0.1 (embedded backend).
+
+Prints: artifact sizes; cold start (process start to first prediction); the
+10,000-row batch (in-process core, and end-to-end HTTP in both response
+formats); and a load run with concurrent clients (requests/s, p50/p90/p99,
+failures, server RSS). Bounded in time; stops everything it starts.
+
+    .venv/bin/python benchmarks/predict_bench.py [--clients 8] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OBS = {"Temperature": 12.5, "Humidity": 65.3, "WindSpeed": 0.08, "GeneralDiffuseFlows": 180.5,
+       "DiffuseFlows": 95.1, "Timestamp": "2017-02-04T14:30:00"}
+
+
+def prepare_state(state: str) -> dict[str, int]:
+    """Collect five weeks and train, so predict has models and actuals."""
+    os.environ.update({"STATE_DIR": state, "LOG_LEVEL": "WARNING"})
+    from shared import runtime
+    from shared.collection import Collector
+    from shared.dataset_spec import load_spec
+    from shared.registry import Registry
+    from shared.retraining import Retrainer
+    from shared.sources import ReplaySource, SourceConfig
+
+    settings, backends = runtime.start()
+    spec = load_spec(settings.dataset_spec)
+    batch = Collector(settings, backends, spec, {"replay": ReplaySource(
+        SourceConfig("replay", "replay"), spec)}).collect_source("replay", timedelta(days=35), None)
+    Retrainer(settings, backends, spec).retrain({"batch_id": batch["batch_id"]})
+    registry = Registry(settings, backends)
+    return {t: registry.get(registry.production(t)["version"])["size_bytes"] for t in spec.target_names}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, bytes]:
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def server_env() -> dict[str, str]:
+    """One gunicorn worker per core (functions-framework reads WORKERS and THREADS)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT),
+            "WORKERS": os.environ.get("WORKERS", str(os.cpu_count() or 1)),
+            "THREADS": os.environ.get("THREADS", "4")}
+
+
+def start_server(port: int) -> tuple[subprocess.Popen, float]:
+    """Start predict; returns the process and the seconds until its first prediction."""
+    env = server_env()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "functions-framework"), "--target", "predict", "--source",
+         str(ROOT / "functions/predict/main.py"), "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    body = json.dumps(OBS).encode()
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            status, _ = post(conn, "/predict", body)
+            conn.close()
+            if status == 200:
+                return process, time.perf_counter() - started
+        except OSError:
+            pass
+        if process.poll() is not None or time.perf_counter() - started > 60:
+            raise RuntimeError("predict did not start")
+        time.sleep(0.01)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the server and its workers (gunicorn forks one)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    total = 0
+    for p in [pid, *map(int, children)]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def client(args: tuple[int, float]) -> tuple[list[float], int]:
+    port, seconds = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    body = json.dumps(OBS).encode()
+    latencies, failures = [], 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        try:
+            status, _ = post(conn, "/predict", body)
+        except OSError:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            status = 0
+        latencies.append(time.perf_counter() - t0)
+        failures += status != 200
+    return latencies, failures
+
+
+def batch_bodies(n: int) -> dict[str, bytes]:
+    instances = [{**OBS, "Timestamp": f"2017-02-{1 + i % 4:02d}T{i % 24:02d}:{(i * 10) % 60:02d}:00"}
+                 for i in range(n)]
+    return {fmt: json.dumps({"instances": instances, "format": fmt}).encode()
+            for fmt in ("instances", "columns")}
+
+
+def core_batch_ms(bodies: dict[str, bytes], repeats: int) -> dict[str, float]:
+    """validate + features + model + response, in process, no HTTP."""
+    from shared import runtime
+    from shared.dataset_spec import load_spec
+    from shared.predict_service import PredictService
+    from shared.prediction_api import parse_request, response
+    from shared.serving import predict
+
+    settings, backends = runtime.start()
+    service = PredictService(settings, backends, load_spec(settings.dataset_spec))
+    service.check_now()
+    snapshot = service.models.snapshot
+    body = json.loads(bodies["columns"])
+    out = {}
+    for threads in (1, service.threads):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            request = parse_request(body, service.spec, 10000, list(snapshot.order))
+            result = predict(snapshot, service.actuals.snapshot.actuals, service.spec, service.history,
+                             request.timestamps, request.weather, request.targets, threads)
+            response(request, result, {t: m.version for t, m in snapshot.models.items()}, service.spec)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[f"core, {threads} thread(s)"] = statistics.median(times)
+    service.log.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--cold-starts", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as state:
+        sizes = prepare_state(state)
+        env = server_env()
+        print(f"functions-framework with WORKERS={env['WORKERS']} THREADS={env['THREADS']} "
+              f"on {os.cpu_count()} cores; clients on the same machine")
+        print("artifact size (model.npz, both variants):",
+              ", ".join(f"{t} {b / 1024:.1f} KiB" for t, b in sizes.items()))
+        colds = []
+        for _ in range(args.cold_starts):
+            process, seconds = start_server(free_port())
+            colds.append(seconds)
+            stop(process)
+        print(f"cold start, process start to first prediction: median {statistics.median(colds):.2f} s "
+              f"(runs: {', '.join(f'{c:.2f}' for c in colds)})")
+
+        bodies = batch_bodies(10000)
+        for name, ms in core_batch_ms(bodies, 7).items():
+            print(f"10,000-row batch, {name}: {ms:.1f} ms")
+        port = free_port()
+        process, _ = start_server(port)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for fmt, body in bodies.items():
+                times = []
+                for _ in range(7):
+                    t0 = time.perf_counter()
+                    status, _ = post(conn, "/predict", body)
+                    assert status == 200
+                    times.append((time.perf_counter() - t0) * 1000)
+                print(f"10,000-row batch, end to end over HTTP, format {fmt}: median "
+                      f"{statistics.median(times):.1f} ms ({len(body) / 1e6:.2f} MB request)")
+            conn.close()
+            with multiprocessing.Pool(args.clients) as pool:
+                client((port, 1.0))  # warm-up
+                results = pool.map(client, [(port, args.seconds)] * args.clients)
+            latencies = sorted(x for lat, _ in results for x in lat)
+            failures = sum(f for _, f in results)
+            q = statistics.quantiles(latencies, n=100)
+            print(f"load, {args.clients} concurrent clients, {args.seconds:.0f} s, single observations: "
+                  f"{len(latencies) / args.seconds:.0f} requests/s, p50 {q[49] * 1000:.1f} ms, "
+                  f"p90 {q[89] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, failures {failures}")
+            print(f"server RSS after load: {rss_mb(process.pid):.0f} MB")
+        finally:
+            stop(process)
+
+
+if __name__ == "__main__":
+    main()

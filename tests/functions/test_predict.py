@@ -1,0 +1,322 @@
+"""predict on both backends: parity with the registry, hot swaps, refusals, the API contract."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry as SchemaRegistry, Resource
+
+from shared import names
+from shared.collection import Collector
+from shared.dataset_spec import load_spec
+from shared.processed import ProcessedData
+from shared.pubsub_push import push_body
+from shared.registry import Registry
+from shared.retraining import Retrainer
+from shared.sources import ReplaySource, SourceConfig
+from shared.training import prepare, served_predictions
+from tests.support.functions import function_app
+from tests.support.servers import ThreadedServer
+
+SPEC = load_spec("tetouan_power")
+OBS = {"Temperature": 12.5, "Humidity": 65.3, "WindSpeed": 0.08, "GeneralDiffuseFlows": 180.5,
+       "DiffuseFlows": 95.1, "Timestamp": "2017-02-04T14:30:00"}
+
+
+def collect_and_train(settings, backends, windows=(35,)) -> Retrainer:
+    collector = Collector(settings, backends, SPEC,
+                          {"replay": ReplaySource(SourceConfig("replay", "replay"), SPEC)})
+    retrainer = Retrainer(settings, backends, SPEC)
+    from tests.support.bus import pubsub_event
+
+    for i, days in enumerate(windows):
+        batch = collector.collect_source("replay", timedelta(days=days), None)
+        retrainer.handle(pubsub_event({"batch_id": batch["batch_id"]}, f"train-{i}"))
+    return retrainer
+
+
+@pytest.fixture
+def trained(settings, backends):
+    collect_and_train(settings, backends)
+    return Registry(settings, backends)
+
+
+@pytest.fixture
+def client(trained, settings, monkeypatch):
+    app = function_app("predict", settings, monkeypatch, MODEL_REFRESH_SECONDS="0.05")
+    return app.test_client()
+
+
+def post(client, body, **kw):
+    response = client.post("/predict", json=body, **kw)
+    return response.status_code, response.get_json()
+
+
+def test_predictions_match_the_training_time_holdout_predictions(client, trained, settings, backends):
+    head = ProcessedData(backends, SPEC).head()
+    frame = ProcessedData(backends, SPEC).read(head)
+    prepared = prepare(frame, SPEC, 7)
+    rows = np.flatnonzero(prepared.holdout)
+    instances = [{**{f: float(prepared.weather[f][i]) for f in SPEC.feature_names},
+                  "Timestamp": str(prepared.timestamps[i])} for i in rows]
+    code, body = post(client, {"instances": instances})
+    assert code == 200
+    for k, target in enumerate(SPEC.target_names):
+        pointer = trained.production(target)
+        record = trained.get(pointer["version"])
+        expected, history_used = served_predictions(trained.load_ensembles(pointer), prepared, target,
+                                                    prepared.holdout)
+        # The recomputation is the training-time one: same hash as the registry records.
+        import hashlib
+        assert hashlib.sha256(np.ascontiguousarray(expected).tobytes()).hexdigest() == \
+            record["holdout"]["prediction_sha256"]
+        served = np.array([item["predictions"][target] for item in body["predictions"]])
+        np.testing.assert_allclose(served, np.round(expected, 4), rtol=0, atol=1e-4)
+        assert body["model_versions"][target] == pointer["version"]
+        assert all(item["variants"][target] == "history" for item in body["predictions"])
+        assert history_used.all()
+
+
+def test_a_single_observation_keeps_the_energy_documents_fields(client, trained):
+    code, body = post(client, OBS)
+    assert code == 200
+    assert set(body["predictions"]) == set(SPEC.target_names)
+    assert body["predicted_power_consumption_zone2"] == body["predictions"]["zone2"]
+    assert body["model_version"] == trained.production("zone2")["version"]
+    assert body["input_features"]["Temperature"] == 12.5 and body["input_features"]["DayYear"] == 35
+    assert body["derived_features"] == {"Day": 4, "Month": 2, "Hour": 14, "Minute": 30, "DayWeek": 6,
+                                        "QuarterYear": 1, "DayYear": 35}
+    assert body["variants"] == {t: "history" for t in SPEC.target_names}
+
+
+def test_far_past_the_actuals_the_no_history_model_serves_and_says_so(client):
+    code, body = post(client, {**OBS, "Timestamp": "2017-06-01T12:00:00", "targets": ["zone3"]})
+    assert code == 200 and body["variants"] == {"zone3": "no_history"}
+    assert set(body["predictions"]) == {"zone3"} and "predicted_power_consumption_zone2" not in body
+
+
+def test_columns_format_carries_the_same_predictions(client):
+    instances = [{**OBS, "Timestamp": f"2017-02-03T{h:02d}:00:00"} for h in range(24)]
+    _, rows = post(client, {"instances": instances})
+    code, cols = post(client, {"instances": instances, "format": "columns"})
+    assert code == 200
+    assert cols["columns"]["predictions"]["zone1"] == [r["predictions"]["zone1"] for r in rows["predictions"]]
+    assert cols["columns"]["derived_features"]["Hour"] == list(range(24))
+
+
+BAD_INPUTS = [
+    ({**OBS, "Temperature": None}, "Temperature", "wrong type"),
+    ({k: v for k, v in OBS.items() if k != "Humidity"}, "Humidity", "missing"),
+    ({**OBS, "WindSpeed": "3"}, "WindSpeed", "wrong type"),
+    ({**OBS, "WindSpeed": True}, "WindSpeed", "wrong type"),
+    ({**OBS, "Humidity": 140}, "Humidity", "outside the physical range"),
+    ({**OBS, "DiffuseFlows": -1}, "DiffuseFlows", "outside the physical range"),
+    ({**OBS, "Timestamp": "next tuesday"}, "Timestamp", "unparseable timestamp"),
+    ({**OBS, "Timestamp": 1483228800}, "Timestamp", "wrong type"),
+    ({**OBS, "targets": ["zone7"]}, "targets[0]", "unknown target"),
+    ({**OBS, "targets": "zone1"}, "targets", "wrong type"),
+    ({**OBS, "Pressure": 1013}, "Pressure", "unknown field"),
+    ({"instances": [OBS, {**OBS, "Temperature": 99}]}, "instances[1].Temperature", "outside the physical range"),
+    ({"instances": [OBS, "not an object"]}, "instances[1]", "wrong type"),
+    ({"instances": []}, "instances", "must be a non-empty list of observations"),
+    ({"instances": [OBS] * 11}, "instances", "batch too large"),
+    ({"instances": [OBS], "format": "xml"}, "format", "unknown response format"),
+]
+
+
+@pytest.mark.parametrize("body,field,reason", BAD_INPUTS)
+def test_every_class_of_bad_input_is_a_400_naming_the_field(trained, settings, monkeypatch, body, field, reason):
+    app = function_app("predict", settings, monkeypatch, PREDICT_MAX_INSTANCES="10")
+    response = app.test_client().post("/predict", json=body)
+    assert response.status_code == 400
+    errors = response.get_json()["errors"]
+    assert any(e["field"] == field and e["reason"] == reason for e in errors), errors
+
+
+def test_transport_level_refusals(client):
+    assert client.put("/predict", json=OBS).status_code == 405
+    assert client.get("/predict").status_code == 405
+    assert client.post("/health").status_code == 405
+    assert client.post("/predict", data=json.dumps(OBS), content_type="text/plain").status_code == 415
+    bad_json = client.post("/predict", data="{nope", content_type="application/json")
+    assert bad_json.status_code == 400 and bad_json.get_json()["errors"][0]["field"] == "body"
+    empty = client.post("/predict", data="", content_type="application/json")
+    assert empty.status_code == 400
+    assert client.post("/predict", json=[OBS]).status_code == 400
+    assert client.get("/nowhere").status_code == 404
+
+
+def test_random_garbage_never_gets_a_500(client):
+    rng = random.Random(7)
+    atoms = [None, True, 0, -1e308, 1e308, "", "x" * 300, [], {}, 3.5, "2017-01-01T00:00:00", [1, 2]]
+
+    def value(depth: int = 0):
+        if depth < 2 and rng.random() < 0.3:
+            return {rng.choice(list(OBS) + ["instances", "targets", "format", "z"]): value(depth + 1)
+                    for _ in range(rng.randint(0, 7))}
+        if depth < 2 and rng.random() < 0.2:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return rng.choice(atoms)
+
+    statuses = set()
+    for _ in range(300):
+        garbage = value()
+        body = {**OBS, **garbage} if isinstance(garbage, dict) and rng.random() < 0.5 else garbage
+        statuses.add(client.post("/predict", data=json.dumps(body), content_type="application/json").status_code)
+    assert statuses <= {200, 400}
+
+
+def test_health_reports_versions_and_503_without_models(client, trained, settings, backends, tmp_path, monkeypatch):
+    response = client.get("/health")
+    body = response.get_json()
+    assert response.status_code == 200 and body["status"] == "ok"
+    assert body["targets"]["zone1"]["version"] == trained.production("zone1")["version"]
+    assert body["seconds_since_pointer_check"] is not None and body["actuals"]["rows"] > 0
+    backends.documents.delete(names.PRODUCTION, "zone3")
+    fresh = function_app("predict", settings, monkeypatch).test_client()
+    response = fresh.get("/health")
+    assert response.status_code == 503 and "zone3" in response.get_json()["reason"]
+    code, body = post(fresh, {**OBS, "targets": ["zone3"]})
+    assert code == 503
+    assert post(fresh, {**OBS, "targets": ["zone1"]})[0] == 200
+
+
+def _schema_validator(doc: dict, name: str) -> Draft202012Validator:
+    resource = Resource.from_contents({**doc, "$schema": "https://json-schema.org/draft/2020-12/schema"})
+    registry = SchemaRegistry().with_resource("urn:predict-openapi", resource)
+    return Draft202012Validator({"$ref": f"urn:predict-openapi#/components/schemas/{name}"},
+                                registry=registry)
+
+
+def test_real_responses_follow_the_openapi_document(client):
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) >= {"/", "/predict", "/health", "/openapi.json"}
+    assert doc["components"]["schemas"]["Observation"]["properties"]["Humidity"]["maximum"] == 100.0
+    checks = [
+        ("SingleRequest", OBS), ("BatchRequest", {"instances": [OBS, OBS]}),
+        ("SingleResponse", post(client, OBS)[1]),
+        ("BatchResponse", post(client, {"instances": [OBS, {**OBS, "Timestamp": "2017-07-01T00:00"}]})[1]),
+        ("BatchResponse", post(client, {"instances": [OBS], "format": "columns"})[1]),
+        ("Health", client.get("/health").get_json()),
+        ("Error", post(client, {**OBS, "Humidity": -3})[1]),
+    ]
+    for name, instance in checks:
+        errors = list(_schema_validator(doc, name).iter_errors(instance))
+        assert not errors, (name, [e.message for e in errors])
+    wrong = list(_schema_validator(doc, "SingleResponse").iter_errors({"predictions": {}}))
+    assert wrong  # the schema does reject a malformed response
+    page = client.get("/docs")
+    assert page.status_code == 200 and b"openapi.json" in page.data
+
+
+def test_a_corrupt_artifact_is_refused_and_the_old_model_keeps_serving(client, trained, backends):
+    old = trained.production("zone1")
+    data = backends.blobs.read(old["artifact"])
+    bad = "models/zone1/zone1-corrupt/model.npz"
+    backends.blobs.write(bad, data[:100])
+    trained.record({**trained.get(old["version"]), "version": "zone1-corrupt", "status": "candidate",
+                    "artifact": bad})
+    assert trained.promote("zone1", "zone1-corrupt", old["version"], "test").won
+    time.sleep(0.1)
+    code, body = post(client, OBS)
+    assert code == 200 and body["model_versions"]["zone1"] == old["version"]
+    health = client.get("/health").get_json()
+    assert "zone1-corrupt" in health["targets"]["zone1"]["error"]
+    assert health["targets"]["zone1"]["version"] == old["version"]
+
+
+def test_a_model_updated_push_reloads_at_once(trained, settings, backends, monkeypatch):
+    app = function_app("predict", settings, monkeypatch, MODEL_REFRESH_SECONDS="3600")
+    c = app.test_client()
+    first = post(c, OBS)[1]["model_versions"]["zone3"]
+    archived = trained.versions("zone3")
+    # Roll zone3 forward by training on another week, then push model-updated.
+    collect_and_train_more(settings, backends)
+    new = trained.production("zone3")["version"]
+    assert post(c, OBS)[1]["model_versions"]["zone3"] == first  # not checked yet (1 h interval)
+    body = push_body("projects/p/subscriptions/predict", "1", b'{"cause":"retrain"}', {}, "2017-01-01T00:00:00Z")
+    assert c.post(f"/projects/{settings.project}/topics/{settings.topic_model_updated}", json=body).status_code == 200
+    assert post(c, OBS)[1]["model_versions"]["zone3"] == new
+    assert archived  # there was a version before
+
+
+def collect_and_train_more(settings, backends) -> None:
+    """Promote a different zone3 version (roll back to an archived one if retraining keeps the old)."""
+    registry = Registry(settings, backends)
+    current = registry.production("zone3")["version"]
+    registry.record({**registry.get(current), "version": "zone3-next", "status": "candidate"})
+    assert registry.promote("zone3", "zone3-next", current, "test").won
+
+
+def test_a_promotion_during_a_concurrent_client_run_fails_no_request(trained, settings, backends, monkeypatch):
+    app = function_app("predict", settings, monkeypatch, MODEL_REFRESH_SECONDS="0.05")
+    server = ThreadedServer(app).start()
+    import requests
+
+    seen, failures, stop = [], [], threading.Event()
+
+    def client_loop() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                r = session.post(f"{server.url}/predict", json=OBS, timeout=10)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+                else:
+                    seen.append(r.json()["model_versions"]["zone3"])
+
+    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        old = trained.production("zone3")["version"]
+        collect_and_train_more(settings, backends)
+        time.sleep(0.6)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        server.stop()
+    assert failures == []
+    assert seen[0] == old and seen[-1] == "zone3-next"
+    switch = seen.index("zone3-next")
+    assert len(seen) > 20 and set(seen[:switch]) == {old}
+
+
+def test_the_prediction_log_records_requests_in_batches(trained, settings, backends, monkeypatch):
+    app = function_app("predict", settings, monkeypatch, PREDICTION_LOG_FLUSH_RECORDS="3")
+    c = app.test_client()
+    post(c, OBS)
+    post(c, {"instances": [OBS, {**OBS, "Timestamp": "2017-02-04T15:00:00"}]})
+    post(c, {**OBS, "Humidity": 300})
+    deadline = time.monotonic() + 10
+    while not backends.blobs.list(names.PREDICTIONS) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (obj,) = backends.blobs.list(names.PREDICTIONS)
+    assert obj.startswith("predictions/date=") and obj.endswith("-000001.jsonl")
+    entries = [json.loads(line) for line in backends.blobs.read(obj).decode().splitlines()]
+    assert [e["status"] for e in entries] == [200, 200, 400]
+    assert entries[1]["rows"] == 2 and entries[1]["inputs"]["Timestamp"] == ["2017-02-04T14:30", "2017-02-04T15:00"]
+    assert set(entries[1]["predictions"]) == set(SPEC.target_names)
+    assert entries[0]["versions"]["zone1"] == trained.production("zone1")["version"]
+    assert all(e["latency_ms"] > 0 for e in entries) and "Humidity" in entries[2]["error_fields"][0]
+
+
+def test_an_api_key_when_configured_is_required_and_never_logged(trained, settings, monkeypatch, capsys):
+    key = "k-" + "9" * 30
+    app = function_app("predict", settings, monkeypatch, PREDICT_API_KEY=key)
+    c = app.test_client()
+    assert c.post("/predict", json=OBS).status_code == 401
+    assert c.post("/predict", json=OBS, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert c.post("/predict", json=OBS, headers={"X-API-Key": key}).status_code == 200
+    assert c.get("/health").status_code == 200
+    out = capsys.readouterr()
+    assert key not in out.out and key not in out.err

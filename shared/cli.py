@@ -143,6 +143,32 @@ def cmd_repro(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[s
                               for t in spec.target_names)]
 
 
+def cmd_scenarios(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The energy document's drift scenarios on December 2017: alerts and severities."""
+    from pathlib import Path
+
+    from shared import scenarios
+    from shared.alert_rules import Thresholds
+    from shared.dataset_spec import load_spec
+    from shared.retraining import Retrainer
+    from shared.sources import DEFAULT_REPLAY_DATA
+
+    spec = load_spec(s.dataset_spec)
+    report = scenarios.run(DEFAULT_REPLAY_DATA.read_bytes(), spec, Retrainer(s, b, spec).config,
+                           Thresholds.from_json(s.alert_thresholds))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2, default=str))
+    rows = []
+    for name, result in report["scenarios"].items():
+        acc = result["accuracy"]
+        rows.append({"scenario": name,
+                     "alerts": ", ".join(f"{a['alert']} {a['severity'].upper()}" for a in result["alerts"])
+                     or "none",
+                     **{f"rmse_change_{t}": f"{acc[t]['rmse_change_pct']:+.1f}%" for t in spec.target_names},
+                     "report": args.output})
+    return rows
+
+
 COLUMNS = {
     "status": ["target", "version", "promoted_at", "mape", "reason"],
     "batches": ["batch_id", "source", "status", "start", "end", "rows", "quality_score",
@@ -155,6 +181,8 @@ COLUMNS = {
     "models": ["version", "status", "created_at", "mape", "naive_mape", "dataset_version", "reasons"],
     "history": ["at", "action", "from_version", "to_version", "actor", "reason"],
     "rollback": ["target", "version", "previous", "model_updated_message_id"],
+    "drift-scenarios": ["scenario", "alerts", "rmse_change_zone1", "rmse_change_zone2",
+                        "rmse_change_zone3"],
     "repro-report": ["target", "identical", "mape_run1", "mape_run2", "prediction_sha256_run1",
                      "prediction_sha256_run2", "report"],
 }
@@ -197,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--data", choices=("bundled", "processed"), default="bundled",
                        help="the bundled year, or the current processed dataset")
     repro.add_argument("--output", default="reports/reproducibility.json")
+    scenarios = add("drift-scenarios", cmd_scenarios)
+    scenarios.add_argument("--output", default="reports/drift_scenarios.json")
     return parser
 
 

@@ -13,6 +13,7 @@ MODELS = "models"                # model registry: one record per trained versio
 PRODUCTION = "production"        # per-target pointer to the serving version
 PROMOTIONS = "promotions"        # append-only promotion and rollback history
 ALERTS = "alerts"                # monitor alerts, open and resolved
+MONITOR_RUNS = "monitor_runs"    # one summary per monitor run
 DATASETS = "datasets"            # per-dataset head of the processed data
 DATASET_VERSIONS = "dataset_versions"  # every processed dataset version
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 
@@ -23,18 +24,20 @@ from shared.ports import where
 
 # Batches read per refresh at most (daily batches: about 16 are needed).
 MAX_BATCHES = 60
-# Kept beyond the history reach, so requests for the last week (backtests, the
-# holdout the registry reports) get history features too.
+# Kept beyond the history reach by default, so requests for the last week
+# (backtests, the holdout the registry reports) get history features too.
 EXTRA_DAYS = 7
 
 
 @dataclass(frozen=True)
 class ActualsSnapshot:
-    """Actuals as of one cursor position."""
+    """Actuals as of one cursor position: the lookup index and the raw columns."""
 
     cursor: str | None
     actuals: Actuals | None
     rows: int
+    timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, "datetime64[m]"))
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def last(self) -> np.datetime64 | None:
@@ -42,25 +45,25 @@ class ActualsSnapshot:
 
 
 def parse_batch(raw: bytes, spec: DatasetSpec) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A stored (canonical CSV) batch as timestamps and target columns."""
+    """A stored (canonical CSV) batch as timestamps and its feature and target columns."""
     reader = csv.reader(io.StringIO(raw.decode()))
     header = next(reader)
     rows = list(reader)
     col = {name: i for i, name in enumerate(header)}
     ts = np.array([r[col[TIMESTAMP]] for r in rows], dtype="datetime64[m]")
-    values = {t: np.array([float(r[col[t]]) for r in rows]) for t in spec.target_names}
+    values = {c.name: np.array([float(r[col[c.name]]) for r in rows]) for c in spec.value_columns}
     return ts, values
 
 
 class RecentActuals:
     """Per-instance cache of the recent actuals, refreshed when the cursor moves."""
 
-    def __init__(self, backends: Backends, spec: DatasetSpec) -> None:
+    def __init__(self, backends: Backends, spec: DatasetSpec, extra: timedelta = timedelta(days=EXTRA_DAYS)) -> None:
         self.backends = backends
         self.spec = spec
         slot_minutes = int(spec.interval.total_seconds() // 60)
         self.reach = np.timedelta64((HistoryConfig.from_spec(spec).reach + 1) * slot_minutes
-                                    + EXTRA_DAYS * 1440, "m")
+                                    + int(extra.total_seconds() // 60), "m")
         self._lock = threading.Lock()
         self.snapshot = ActualsSnapshot(None, None, 0)
 
@@ -82,18 +85,21 @@ class RecentActuals:
         found = self.backends.documents.query(where(
             names.BATCHES, ("status", "==", "accepted"), order_by="end", descending=True,
             limit=MAX_BATCHES))
-        stamps, values = [], {t: [] for t in self.spec.target_names}
+        column_names = [c.name for c in self.spec.value_columns]
+        stamps, values = [], {n: [] for n in column_names}
         for _, batch in found:
             if np.datetime64(batch["end"], "m") < newest - self.reach:
                 break
             ts, cols = parse_batch(self.backends.blobs.read(batch["object"]), self.spec)
             keep = ts >= newest - self.reach
             stamps.append(ts[keep])
-            for t in self.spec.target_names:
-                values[t].append(cols[t][keep])
+            for n in column_names:
+                values[n].append(cols[n][keep])
         if not stamps:
             return ActualsSnapshot(cursor, None, 0)
         ts = np.concatenate(stamps)
-        actuals = Actuals(ts, {t: np.concatenate(v) for t, v in values.items()},
+        order = np.argsort(ts, kind="stable")
+        columns = {n: np.concatenate(v)[order] for n, v in values.items()}
+        actuals = Actuals(ts[order], {t: columns[t] for t in self.spec.target_names},
                           int(self.spec.interval.total_seconds() // 60))
-        return ActualsSnapshot(cursor, actuals, int(len(ts)))
+        return ActualsSnapshot(cursor, actuals, int(len(ts)), ts[order], columns)

@@ -58,6 +58,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be true or false")
+    return lowered in ("true", "1", "yes")
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -154,6 +161,22 @@ VARIABLES: tuple[Variable, ...] = (
              "once it holds this many requests...", _positive_int),
     Variable("PREDICTION_LOG_FLUSH_SECONDS", "30", "...or once its oldest entry is this old.",
              _positive_float),
+    Variable("MONITOR_WINDOW", "P1D", "Window monitor evaluates: requests by wall-clock time, "
+             "collected data and accuracy by data time.", _duration),
+    Variable("MONITOR_PREDICTION_LOOKBACK", "P7D", "How far back monitor reads the prediction log "
+             "to join predictions with actuals that arrived later.", _duration),
+    Variable("ALERT_THRESHOLDS", "{}", "JSON object overriding alert thresholds: mape_increase "
+             "0.02, latency_spike 2.0 (s), error_rate 0.05, cost_daily 0.20 (USD), drift_share 0.5, "
+             "psi_warn 0.1, psi_alert 0.2, ks_pvalue 0.05, ks_effect 0.1.", _json_object),
+    Variable("ALERT_COOLDOWN", "PT6H", "An open alert notifies again only after this long "
+             "(at once if its severity rises).", _duration),
+    Variable("ALERT_WEBHOOK_URL", "", "Optional Slack-compatible webhook for new and resolved "
+             "alerts (a secret: never logged).", str, True),
+    Variable("MONITOR_AUTO_RETRAIN", "false", "When true, a new high drift or accuracy alert "
+             "publishes a retrain request (off by default: see docs/monitor.md).", _boolean),
+    Variable("COST_MODEL", "{}", "JSON object overriding the cost estimate's prices and sizes: "
+             "vcpu_second_usd 0.000024, gib_second_usd 0.0000025, invocation_usd 0.0000004, "
+             "vcpu 1, memory_gib 0.5.", _json_object),
     Variable("LOG_LEVEL", "INFO", "Lowest severity written to the JSON log "
              "(DEBUG, INFO, WARNING, ERROR)."),
 )
@@ -191,6 +214,13 @@ class Settings:
     predict_threads: int
     prediction_log_flush_records: int
     prediction_log_flush_seconds: float
+    monitor_window: str
+    monitor_prediction_lookback: str
+    alert_thresholds: str
+    alert_cooldown: str
+    alert_webhook_url: str = field(repr=False)  # a secret: never in a repr or log
+    monitor_auto_retrain: bool
+    cost_model: str
     log_level: str
 
     @classmethod

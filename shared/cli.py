@@ -61,9 +61,12 @@ def cmd_batches(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict
 
 def cmd_alerts(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Open alerts (or every alert with --all), newest first."""
-    conditions = () if args.all else (("status", "==", "open"),)
-    found = b.documents.query(where(names.ALERTS, *conditions, order_by="opened_at",
-                                    descending=True, limit=args.limit))
+    if args.all:
+        query = where(names.ALERTS, order_by="opened_at", descending=True, limit=args.limit)
+    else:
+        query = where(names.ALERTS, ("status", "==", "open"), order_by="opened_at", descending=True,
+                      limit=args.limit)
+    found = b.documents.query(query)
     return [{"alert_id": doc_id, **doc} for doc_id, doc in found]
 
 

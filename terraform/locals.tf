@@ -1,0 +1,79 @@
+locals {
+  bucket         = "${var.project_id}-${var.name_prefix}-data"
+  sources_bucket = "${var.project_id}-${var.name_prefix}-sources"
+
+  topics = {
+    data_ready    = "${var.name_prefix}-data-ready"
+    model_updated = "${var.name_prefix}-model-updated"
+    alerts        = "${var.name_prefix}-alerts"
+  }
+  dead_letter_suffix = "-dead-letter"
+
+  # One function per folder in functions/; the entry point is the folder name.
+  functions = {
+    # Pub/Sub push and Cloud Scheduler in the same project count as internal traffic.
+    collect_data = { timeout = 540, max_instances = 1, concurrency = 1, ingress = "ALLOW_INTERNAL_ONLY" }
+    retrain      = { timeout = 540, max_instances = 2, concurrency = 1, ingress = "ALLOW_INTERNAL_ONLY" }
+    predict      = { timeout = 60, max_instances = var.predict_max_instances, concurrency = 8, ingress = var.predict_ingress }
+    monitor      = { timeout = 540, max_instances = 1, concurrency = 1, ingress = "ALLOW_INTERNAL_ONLY" }
+  }
+
+  # Push subscriptions: topic -> consuming function. Declared here (not by Eventarc)
+  # so each one carries a dead-letter policy; see README "Event delivery".
+  push_subscriptions = {
+    retrain-data-ready    = { topic = "data_ready", function = "retrain", ack_deadline = 600 }
+    predict-model-updated = { topic = "model_updated", function = "predict", ack_deadline = 60 }
+    monitor-model-updated = { topic = "model_updated", function = "monitor", ack_deadline = 600 }
+  }
+  consumed_topics = toset([for s in values(local.push_subscriptions) : s.topic])
+
+  common_env = {
+    BACKEND              = "gcp"
+    GOOGLE_CLOUD_PROJECT = var.project_id
+    BUCKET               = local.bucket
+    FIRESTORE_DATABASE   = google_firestore_database.main.name
+    DATASET_SPEC         = var.dataset_spec
+    TOPIC_DATA_READY     = local.topics.data_ready
+    TOPIC_MODEL_UPDATED  = local.topics.model_updated
+    TOPIC_ALERTS         = local.topics.alerts
+    DEAD_LETTER_SUFFIX   = local.dead_letter_suffix
+    CODE_VERSION         = var.code_version
+    LOG_LEVEL            = "INFO"
+  }
+  function_env = {
+    collect_data = {
+      COLLECT_SOURCES   = var.collect_sources
+      COLLECT_WINDOW    = var.collect_window
+      QUALITY_THRESHOLD = "0.8"
+    }
+    retrain = {
+      TRAINING_PARAMS     = "{}"
+      CLAIM_LEASE_SECONDS = "900"
+    }
+    predict = {
+      MODEL_REFRESH_SECONDS        = "10"
+      PREDICT_MAX_INSTANCES        = "10000"
+      PREDICT_THREADS              = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
+      PREDICTION_LOG_FLUSH_RECORDS = "200"
+      PREDICTION_LOG_FLUSH_SECONDS = "30"
+      # functions-framework: one gunicorn worker per vCPU (one process is GIL-bound).
+      WORKERS = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
+      THREADS = "4"
+    }
+    monitor = {
+      MONITOR_WINDOW              = "P1D"
+      MONITOR_PREDICTION_LOOKBACK = "P7D"
+      ALERT_THRESHOLDS            = "{}"
+      ALERT_COOLDOWN              = "PT6H"
+      MONITOR_AUTO_RETRAIN        = var.monitor_auto_retrain ? "true" : "false"
+      COST_MODEL = jsonencode({
+        vcpu       = tonumber(var.function_cpu["predict"])
+        memory_gib = tonumber(trimsuffix(var.function_memory["predict"], "Gi"))
+      })
+    }
+  }
+  secret_env = {
+    predict = var.predict_api_key_secret == null ? {} : { PREDICT_API_KEY = var.predict_api_key_secret }
+    monitor = var.alert_webhook_secret == null ? {} : { ALERT_WEBHOOK_URL = var.alert_webhook_secret }
+  }
+}

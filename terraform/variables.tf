@@ -1,0 +1,246 @@
+variable "project_id" {
+  description = "Google Cloud project that holds every resource."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a valid project id (6-30 lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the bucket and the scheduler jobs."
+  type        = string
+  default     = "europe-west1"
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must look like europe-west1."
+  }
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database (a region or a multi-region such as eur3)."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, service accounts, topics, bucket)."
+  type        = string
+  default     = "forecast"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}$", var.name_prefix))
+    error_message = "name_prefix must be 2-15 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "bundle_dir" {
+  description = "Directory holding the function bundles built by ./deploy.sh build (<function>.zip)."
+  type        = string
+  default     = "../build"
+}
+
+variable "code_version" {
+  description = "Content hash of the code, recorded in model metadata (./deploy.sh sets it)."
+  type        = string
+  default     = "dev"
+}
+
+variable "dataset_spec" {
+  description = "Dataset spec the functions serve (a name in shared/specs/)."
+  type        = string
+  default     = "tetouan_power"
+}
+
+variable "scheduler_time_zone" {
+  description = "IANA time zone of the Cloud Scheduler jobs."
+  type        = string
+  default     = "Africa/Casablanca"
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z_+-]+)*$", var.scheduler_time_zone))
+    error_message = "scheduler_time_zone must be an IANA time zone name such as Europe/Madrid or UTC."
+  }
+}
+
+variable "collect_schedule" {
+  description = "Cron schedule of the daily collection."
+  type        = string
+  default     = "0 2 * * *"
+}
+
+variable "monitor_schedule" {
+  description = "Cron schedule of the monitor (every 6 hours by default)."
+  type        = string
+  default     = "0 */6 * * *"
+}
+
+variable "collect_sources" {
+  description = "COLLECT_SOURCES for collect_data: JSON list of sources (see docs/collect.md)."
+  type        = string
+  default     = "[{\"name\": \"replay\", \"type\": \"replay\"}]"
+  validation {
+    condition     = can(jsondecode(var.collect_sources)) && can(length(jsondecode(var.collect_sources)))
+    error_message = "collect_sources must be a JSON list."
+  }
+}
+
+variable "collect_window" {
+  description = "COLLECT_WINDOW: the window one collection takes (ISO 8601 duration)."
+  type        = string
+  default     = "P1D"
+}
+
+variable "function_memory" {
+  description = "Memory of each function."
+  type        = map(string)
+  default = {
+    collect_data = "1Gi"
+    retrain      = "2Gi"
+    predict      = "1Gi"
+    monitor      = "1Gi"
+  }
+  validation {
+    condition     = alltrue([for k in ["collect_data", "retrain", "predict", "monitor"] : contains(keys(var.function_memory), k)])
+    error_message = "function_memory needs an entry for collect_data, retrain, predict and monitor."
+  }
+}
+
+variable "function_cpu" {
+  description = "vCPUs of each function; predict runs one gunicorn worker per vCPU."
+  type        = map(string)
+  default = {
+    collect_data = "1"
+    retrain      = "1"
+    predict      = "1"
+    monitor      = "1"
+  }
+  validation {
+    condition     = alltrue([for v in values(var.function_cpu) : contains(["0.5", "1", "2", "4"], v)])
+    error_message = "function_cpu values must be one of 0.5, 1, 2, 4."
+  }
+}
+
+variable "predict_max_instances" {
+  description = "Upper bound on predict instances (caps cost under load)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.predict_max_instances >= 1 && var.predict_max_instances <= 100
+    error_message = "predict_max_instances must be between 1 and 100."
+  }
+}
+
+variable "predict_invokers" {
+  description = "Principals allowed to call predict (e.g. serviceAccount:app@p.iam.gserviceaccount.com). Public access is refused."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.predict_invokers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "predict is private: allUsers and allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "predict_ingress" {
+  description = "Ingress of predict: ALLOW_ALL (callers outside the project, with IAM), ALLOW_INTERNAL_AND_GCLB (behind a load balancer) or ALLOW_INTERNAL_ONLY."
+  type        = string
+  default     = "ALLOW_ALL"
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_AND_GCLB", "ALLOW_INTERNAL_ONLY"], var.predict_ingress)
+    error_message = "predict_ingress must be ALLOW_ALL, ALLOW_INTERNAL_AND_GCLB or ALLOW_INTERNAL_ONLY."
+  }
+}
+
+variable "predict_api_key_secret" {
+  description = "Optional Secret Manager secret id holding PREDICT_API_KEY (null: no key required)."
+  type        = string
+  default     = null
+}
+
+variable "alert_webhook_secret" {
+  description = "Optional Secret Manager secret id holding ALERT_WEBHOOK_URL for monitor (null: no webhook)."
+  type        = string
+  default     = null
+}
+
+variable "monitor_auto_retrain" {
+  description = "MONITOR_AUTO_RETRAIN: a new high drift or accuracy alert requests a retrain (off by default)."
+  type        = bool
+  default     = false
+}
+
+variable "event_max_delivery_attempts" {
+  description = "Push deliveries of one message before it goes to the dead-letter topic."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.event_max_delivery_attempts >= 5 && var.event_max_delivery_attempts <= 100
+    error_message = "Pub/Sub allows 5 to 100 delivery attempts."
+  }
+}
+
+variable "event_min_backoff" {
+  description = "Minimum retry backoff of push subscriptions (seconds, 0-600)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.event_min_backoff >= 0 && var.event_min_backoff <= 600
+    error_message = "event_min_backoff must be between 0 and 600 seconds."
+  }
+}
+
+variable "event_max_backoff" {
+  description = "Maximum retry backoff of push subscriptions (seconds, 0-600)."
+  type        = number
+  default     = 600
+  validation {
+    condition     = var.event_max_backoff >= 0 && var.event_max_backoff <= 600
+    error_message = "event_max_backoff must be between 0 and 600 seconds."
+  }
+}
+
+variable "retention_days" {
+  description = "Days before objects are deleted, per prefix (raw data moves to Coldline instead)."
+  type = object({
+    raw_to_coldline = number
+    predictions     = number
+    reports         = number
+    quarantine      = number
+    noncurrent      = number
+  })
+  default = {
+    raw_to_coldline = 90
+    predictions     = 90
+    reports         = 180
+    quarantine      = 90
+    noncurrent      = 30
+  }
+  validation {
+    condition     = alltrue([for v in values(var.retention_days) : v >= 1])
+    error_message = "retention_days values must be at least 1."
+  }
+}
+
+variable "alert_email" {
+  description = "Email address of the Cloud Monitoring notification channel (null: no channel)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.alert_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be an email address."
+  }
+}
+
+variable "billing_account" {
+  description = "Billing account id for the optional budget (null: no budget)."
+  type        = string
+  default     = null
+}
+
+variable "budget_usd" {
+  description = "Monthly budget in USD (the steel document's target: under 5)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.budget_usd > 0
+    error_message = "budget_usd must be positive."
+  }
+}

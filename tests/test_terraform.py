@@ -1,0 +1,374 @@
+"""Terraform and bundles, checked offline.
+
+The hashicorp/google provider cannot be downloaded here, so ``terraform validate``
+and ``plan`` cannot run. Instead: ``terraform fmt``, checkov (its own virtual
+environment: it conflicts with python-hcl2), a parse of every .tf file, and
+consistency tests between the Terraform and the code: functions, topics,
+environment variables, roles, Firestore indexes. Each bundle is installed in a
+clean virtual environment from its own requirements.txt and must import.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from shared import names
+from shared.settings import VARIABLES, Settings, attribute_name
+from tests.conftest import require
+from tools.bundle import FUNCTIONS, build
+
+ROOT = Path(__file__).resolve().parent.parent
+TF = ROOT / "terraform"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+
+
+def parse(name: str) -> dict:
+    with open(TF / name, encoding="utf-8") as fh:
+        return hcl2.load(fh, serialization_options=OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict[str, dict]:
+    return {path.name: parse(path.name) for path in sorted(TF.glob("*.tf"))}
+
+
+def resources(tf: dict, kind: str) -> dict[str, dict]:
+    return {name: body for doc in tf.values() for block in doc.get("resource", [])
+            for name, body in block.get(kind, {}).items()}
+
+
+def tf_locals(tf: dict) -> dict:
+    merged: dict = {}
+    for doc in tf.values():
+        for block in doc.get("locals", []):
+            merged.update(block)
+    return merged
+
+
+def test_terraform_fmt_is_clean():
+    if not shutil.which("terraform"):
+        require("terraform is not installed")
+    result = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(TF)],
+                            capture_output=True, text=True, env={**os.environ, "CHECKPOINT_DISABLE": "1"})
+    assert result.returncode == 0, result.stdout
+
+
+def test_checkov_finds_nothing_that_is_not_skipped_with_a_reason():
+    if not CHECKOV.exists():
+        require("checkov is not installed in .venv-checkov (.ci/run installs it)")
+    result = subprocess.run([str(CHECKOV), "-d", str(TF), "--framework", "terraform", "--skip-download",
+                             "-o", "json"], capture_output=True, text=True, timeout=300)
+    report = json.loads(result.stdout)
+    results = report["results"]
+    failed = [(c["check_id"], c["resource"]) for c in results["failed_checks"]]
+    assert failed == [] and report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["passed"] > 30
+    for skipped in results["skipped_checks"]:
+        reason = skipped["check_result"].get("suppress_comment") or ""
+        assert len(reason) > 20, (skipped["check_id"], skipped["resource"], "needs a written reason")
+
+
+def test_every_tf_file_parses_and_variables_are_described_typed_and_validated(tf):
+    assert {"versions.tf", "variables.tf", "outputs.tf", "apis.tf", "storage.tf", "pubsub.tf",
+            "functions.tf", "iam.tf", "scheduler.tf", "firestore.tf", "monitoring.tf"} <= set(tf)
+    variables = {k: v for block in tf["variables.tf"]["variable"] for k, v in block.items()}
+    for name, body in variables.items():
+        assert body.get("description") and body.get("type"), name
+    validated = [n for n, b in variables.items() if "validation" in b]
+    assert len(validated) >= 12
+    provider = tf["versions.tf"]["terraform"][0]["required_providers"][0]["google"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", provider["version"]), "provider version is pinned exactly"
+
+
+def test_each_function_folder_has_exactly_one_function_resource(tf):
+    functions = resources(tf, "google_cloudfunctions2_function")
+    assert list(functions) == ["functions"]
+    body = functions["functions"]
+    assert body["for_each"] == "${local.functions}"
+    build_config = body["build_config"][0]
+    assert build_config["runtime"] == "python312"
+    assert build_config["entry_point"] == "${each.key}"
+    assert "bundle[each.key]" in build_config["source"][0]["storage_source"][0]["object"]
+    folders = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "main.py").exists())
+    assert sorted(tf_locals(tf)["functions"]) == folders == sorted(FUNCTIONS)
+    for folder in folders:  # the entry point named after the folder exists in its main.py
+        tree = ast.parse((ROOT / "functions" / folder / "main.py").read_text())
+        assert folder in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    bundle = resources(tf, "google_storage_bucket_object")["bundle"]
+    assert "filesha256" in bundle["name"], "bundles are named by content hash"
+
+
+def test_no_public_invoker_anywhere(tf):
+    members = [body["member"] for doc in tf.values() for block in doc.get("resource", [])
+               for kind, items in block.items() if kind.endswith("_iam_member") for body in items.values()]
+    assert members and not any(m in ("allUsers", "allAuthenticatedUsers") for m in members)
+    variables = {k: v for block in tf["variables.tf"]["variable"] for k, v in block.items()}
+    rule = variables["predict_invokers"]["validation"][0]["condition"]
+    assert "allUsers" in rule and "allAuthenticatedUsers" in rule  # the only open door is refused
+
+
+def test_buckets_are_private_versioned_and_have_lifecycle_rules(tf):
+    buckets = resources(tf, "google_storage_bucket")
+    data = buckets["data"]
+    assert data["uniform_bucket_level_access"] is True and data["public_access_prevention"] == "enforced"
+    assert data["versioning"][0]["enabled"] is True
+    prefixes = {p for rule in data["lifecycle_rule"] for p in rule["condition"][0].get("matches_prefix", [])}
+    assert {"raw/", "predictions/", "reports/"} <= prefixes
+
+
+def test_topics_the_code_uses_exist_with_dead_letter_subscriptions(tf):
+    local = tf_locals(tf)
+    topics = local["topics"]
+    defaults = Settings.from_env({})
+    assert {k: v.split("-", 1)[1] for k, v in topics.items()} == {
+        "data_ready": defaults.topic_data_ready, "model_updated": defaults.topic_model_updated,
+        "alerts": defaults.topic_alerts}
+    assert local["dead_letter_suffix"] == defaults.dead_letter_suffix
+    push = resources(tf, "google_pubsub_subscription")["push"]
+    assert push["dead_letter_policy"][0]["max_delivery_attempts"] == "${var.event_max_delivery_attempts}"
+    assert "retry_policy" in push and "oidc_token" in push["push_config"][0]
+    subscriptions = local["push_subscriptions"]
+    assert {(s["topic"], s["function"]) for s in subscriptions.values()} == {
+        ("data_ready", "retrain"), ("model_updated", "predict"), ("model_updated", "monitor")}
+    assert "dead_letter_pull" in resources(tf, "google_pubsub_subscription")
+    assert "dead_letter_publisher" in resources(tf, "google_pubsub_topic_iam_member")
+
+
+# -- what the code reads and does ---------------------------------------------------------
+
+SETTINGS_ATTRS = {attribute_name(v.name): v.name for v in VARIABLES}
+# Read only by the embedded backend or by emulator administration; in GCP the push
+# subscriptions' retry policy is Terraform's (pubsub.tf), not these variables.
+NOT_IN_GCP = {"state_dir", "event_max_delivery_attempts", "event_min_backoff_seconds",
+              "event_max_backoff_seconds", "event_ack_deadline_seconds"}
+
+
+def module_path(module: str) -> Path | None:
+    path = ROOT / Path(*module.split("."))
+    if path.with_suffix(".py").exists():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").exists():
+        return path / "__init__.py"
+    return None
+
+
+def imported_shared_modules(start: Path) -> set[Path]:
+    """Every module of shared/ reachable from ``start`` through imports, lazy ones included."""
+    seen: set[Path] = set()
+    todo = [start]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            candidates = []
+            if isinstance(node, ast.Import):
+                candidates = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shared"):
+                candidates = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in candidates:
+                if name.startswith("shared") and (found := module_path(name)):
+                    todo.append(found)
+    return seen
+
+
+def settings_read(paths: set[Path]) -> dict[str, set[str]]:
+    """Settings attribute -> modules reading it (``settings.x`` / ``self.settings.x``)."""
+    reads: dict[str, set[str]] = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in SETTINGS_ATTRS:
+                owner = ast.unparse(node.value)
+                if owner.endswith("settings") or owner == "s":
+                    reads.setdefault(node.attr, set()).add(path.relative_to(ROOT).as_posix())
+    return reads
+
+
+def function_modules(name: str) -> set[Path]:
+    return imported_shared_modules(ROOT / "functions" / name / "main.py")
+
+
+def env_keys(tf: dict, function: str) -> set[str]:
+    local = tf_locals(tf)
+    keys = set(local["common_env"]) | set(local["function_env"][function])
+    secret = local["secret_env"].get(function, "")
+    keys |= set(re.findall(r"\{(\w+) = ", secret))
+    return keys
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_variable_the_code_reads_is_set_on_its_function(tf, function):
+    read = settings_read(function_modules(function))
+    needed = {SETTINGS_ATTRS[a] for a in read if a not in NOT_IN_GCP}
+    missing = needed - env_keys(tf, function)
+    assert not missing, f"{function} reads {sorted(missing)} but Terraform does not set them"
+    assert "BACKEND" in env_keys(tf, function) and tf_locals(tf)["common_env"]["BACKEND"] == "gcp"
+
+
+def test_secrets_come_from_secret_manager_not_plain_environment(tf):
+    local = tf_locals(tf)
+    secrets = {v.name for v in VARIABLES if v.secret}
+    plain = set(local["common_env"]).union(*(set(e) for e in local["function_env"].values()))
+    assert not secrets & plain
+    assert "PREDICT_API_KEY" in local["secret_env"]["predict"]
+    assert "ALERT_WEBHOOK_URL" in local["secret_env"]["monitor"]
+
+
+def published_topics(function: str) -> set[str]:
+    """Topic settings the function's own logic uses (the backends only declare topics)."""
+    read = settings_read(function_modules(function))
+    return {a.removeprefix("topic_") for a, modules in read.items() if a.startswith("topic_")
+            and any(not m.startswith(("shared/backends", "shared/settings", "shared/cli")) for m in modules)}
+
+
+# The least-privilege table: what each function's code does with each store.
+EXPECTED_STORAGE = {
+    "collect_data": {"roles/storage.objectCreator": ["raw/", "quarantine/"],
+                     "roles/storage.objectUser": ["cache/"]},
+    "retrain": {"roles/storage.objectViewer": ["raw/", "processed/", "models/"],
+                "roles/storage.objectCreator": ["processed/", "models/"]},
+    "predict": {"roles/storage.objectViewer": ["raw/", "models/"],
+                "roles/storage.objectCreator": ["predictions/"]},
+    "monitor": {"roles/storage.objectViewer": ["raw/", "models/", "predictions/"],
+                "roles/storage.objectUser": ["reports/"]},
+}
+EXPECTED_FIRESTORE = {"collect_data": "roles/datastore.user", "retrain": "roles/datastore.user",
+                      "predict": "roles/datastore.viewer", "monitor": "roles/datastore.user"}
+
+
+def test_each_service_account_holds_exactly_its_roles(tf):
+    local = tf_locals(tf)
+    assert local["storage_grants"] == EXPECTED_STORAGE
+    assert local["firestore_roles"] == EXPECTED_FIRESTORE
+    publishers = local["topic_publishers"]
+    # collect announces batches and rejections; retrain announces promotions and
+    # rollbacks; monitor raises alerts and, with the closed loop on, requests retrains.
+    assert publishers["collect_data"] == ["data_ready", "alerts"]
+    assert publishers["retrain"] == ["model_updated"]
+    assert publishers["monitor"] == '${concat(["alerts"], var.monitor_auto_retrain ? ["data_ready"] : [])}'
+    assert "predict" not in publishers
+    for function in ("collect_data", "retrain"):  # no grant on a topic the code never names
+        assert set(publishers[function]) <= published_topics(function)
+    assert {"alerts", "data_ready"} <= published_topics("monitor")
+    storage_prefixes = {p for grants in EXPECTED_STORAGE.values() for ps in grants.values() for p in ps}
+    assert storage_prefixes == {names.RAW, names.QUARANTINE, names.CACHE, names.PROCESSED,
+                                names.MODEL_ARTIFACTS, names.PREDICTIONS, names.REPORTS}
+    service_accounts = resources(tf, "google_service_account")
+    assert service_accounts["functions"]["for_each"] == "${local.functions}"
+    bindings = resources(tf, "google_project_iam_member")
+    assert {b.get("role") for b in bindings.values()} <= {"${each.value}"}
+    assert "roles/owner" not in json.dumps(tf) and "roles/editor" not in json.dumps(tf)
+
+
+def code_queries() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """(collection, ((field, order), ...)) for every query needing a composite index."""
+    collections = {k: v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)}
+    needed = set()
+    for path in (ROOT / "shared").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "where"):
+                continue
+            collection = collections[node.args[0].attr]
+            filters = [a for a in node.args[1:] if isinstance(a, ast.Tuple)]
+            assert len(filters) == len(node.args) - 1, f"{path}: a query's filters must be literal"
+            keywords = {k.arg: k.value for k in node.keywords}
+            order = keywords.get("order_by")
+            equality = [f.elts[0].value for f in filters if f.elts[1].value == "=="]
+            ranges = [f.elts[0].value for f in filters if f.elts[1].value != "=="]
+            if order is not None and (equality or any(r != order.value for r in ranges)):
+                descending = isinstance(keywords.get("descending"), ast.Constant) and keywords["descending"].value
+                fields = tuple((f, "ASCENDING") for f in equality) + (
+                    (order.value, "DESCENDING" if descending else "ASCENDING"),)
+                needed.add((collection, fields))
+    return needed
+
+
+def test_every_firestore_query_has_its_composite_index(tf):
+    declared = {(i["collection"], tuple(tuple(f) for f in i["fields"]))
+                for i in tf_locals(tf)["composite_indexes"].values()}
+    needed = code_queries()
+    assert needed and needed <= declared, sorted(needed - declared)
+    assert declared == needed, f"unused indexes: {sorted(declared - needed)}"
+
+
+def test_scheduler_jobs_use_oidc_and_a_time_zone_variable(tf):
+    jobs = resources(tf, "google_cloud_scheduler_job")
+    assert set(jobs) == {"collect", "monitor"}
+    for job in jobs.values():
+        assert job["time_zone"] == "${var.scheduler_time_zone}"
+        assert "oidc_token" in job["http_target"][0]
+    policies = resources(tf, "google_monitoring_alert_policy")
+    assert set(policies) == {"function_errors", "alerts_topic"}
+    budget = resources(tf, "google_billing_budget")["monthly"]
+    assert "[0.5, 0.8, 1.0]" in json.dumps(budget["dynamic"])
+
+
+# -- bundles ---------------------------------------------------------------------------
+
+PORTS = {  # the Google Cloud adapters each function's code path uses
+    "collect_data": ["gcs_blobs", "firestore_documents", "pubsub_events"],
+    "retrain": ["gcs_blobs", "firestore_documents", "pubsub_events"],
+    "predict": ["gcs_blobs", "firestore_documents"],
+    "monitor": ["gcs_blobs", "firestore_documents", "pubsub_events"],
+}
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundles")
+    first = build(out)
+    assert build(tmp_path_factory.mktemp("again")) == first, "bundles are reproducible"
+    return out
+
+
+def test_bundles_hold_main_requirements_and_shared(bundles):
+    for name in FUNCTIONS:
+        listing = zipfile.ZipFile(bundles / f"{name}.zip").namelist()
+        assert {"main.py", "requirements.txt", "shared/__init__.py", "shared/specs/tetouan_power.json"} <= set(listing)
+        assert not any("__pycache__" in n or n.startswith(("tests/", "functions/")) for n in listing)
+    assert "data/tetouan_power_2017.csv" in zipfile.ZipFile(bundles / "collect_data.zip").namelist()
+
+
+def _install_and_import(bundles: Path, name: str, workdir: Path) -> tuple[str, int, str]:
+    root = workdir / name
+    zipfile.ZipFile(bundles / f"{name}.zip").extractall(root)
+    venv = workdir / f"venv-{name}"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                          "-r", str(root / "requirements.txt"), "-c", str(ROOT / "constraints.txt")],
+                         capture_output=True, text=True)
+    if pip.returncode:
+        return name, pip.returncode, pip.stderr[-2000:]
+    imports = "; ".join([f"import main; assert callable(main.{name})"] +
+                        [f"import shared.backends.{port}" for port in PORTS[name]])
+    env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "BACKEND": "embedded",
+           "STATE_DIR": str(workdir / f"state-{name}"), "LOG_LEVEL": "WARNING"}
+    run = subprocess.run([str(venv / "bin" / "python"), "-c", imports], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=300)
+    return name, run.returncode, run.stderr[-2000:]
+
+
+def test_each_bundle_installs_from_its_own_requirements_and_imports(bundles, tmp_path):
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda n: _install_and_import(bundles, n, tmp_path), FUNCTIONS))
+    for name, code, err in results:
+        assert code == 0, f"{name}: {err}"
+
+
+def test_predict_bundle_does_not_need_scikit_learn_or_pandas():
+    requirements = (ROOT / "functions" / "predict" / "requirements.txt").read_text()
+    assert "scikit-learn" not in requirements and "pandas" not in requirements

@@ -21,7 +21,7 @@ import numpy as np
 
 from shared import gates, names
 from shared.backends import Backends
-from shared.claims import EventClaims
+from shared.claims import RUNNING, EventClaims
 from shared.dataset_spec import DatasetSpec
 from shared.features import HISTORY, VARIANTS, HistoryConfig
 from shared.log import get_logger
@@ -37,6 +37,10 @@ log = get_logger("retrain")
 
 class PermanentFailure(Exception):
     """An event that can never succeed: recorded and acknowledged, not retried."""
+
+
+class ClaimBusy(RuntimeError):
+    """The event is claimed by a live run; raising makes Pub/Sub deliver it again later."""
 
 
 @dataclass
@@ -91,6 +95,11 @@ class Retrainer:
                                                                              "error": str(exc)})
             return {"status": "failed", "reason": str(exc)}
         claim = self.claims.claim(message.id, topic="data-ready", batch_id=message.data.get("batch_id"))
+        if not claim.acquired and claim.state == RUNNING:
+            # Another delivery holds a live claim. Acknowledging would lose the event
+            # if that run has crashed: ask for a redelivery, which finds the work done
+            # or takes over the claim once its lease has run out.
+            raise ClaimBusy(f"event {message.id} is being processed by another delivery")
         if not claim.acquired:
             log.info("duplicate delivery, no work", fields={"event_id": message.id, "state": claim.state})
             return {"status": "duplicate", "state": claim.state}

@@ -145,8 +145,9 @@ VARIABLES: tuple[Variable, ...] = (
              _fraction),
     Variable("TRAINING_PARAMS", "{}", "JSON object merged over the spec's estimator parameters "
              "(e.g. `{\"max_iter\": 100}`).", _json_object),
-    Variable("CLAIM_LEASE_SECONDS", "900", "How long an event claim of a running retrain lasts "
-             "before a redelivery may take it over (above the function timeout).", _positive_float),
+    Variable("CLAIM_LEASE_SECONDS", "120", "How long a running retrain's claim on an event "
+             "lasts before a redelivery may take it over (a retrain is idempotent, so a lease "
+             "shorter than the function timeout risks only repeated work).", _positive_float),
     Variable("CODE_VERSION", "dev", "Code version recorded in model metadata and part of model "
              "version ids; `deploy.sh` sets it to the bundle's content hash."),
     Variable("MODEL_REFRESH_SECONDS", "10", "Predict checks the production pointers (and "

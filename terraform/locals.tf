@@ -48,7 +48,7 @@ locals {
     }
     retrain = {
       TRAINING_PARAMS     = "{}"
-      CLAIM_LEASE_SECONDS = "900"
+      CLAIM_LEASE_SECONDS = "120"
     }
     predict = {
       MODEL_REFRESH_SECONDS        = "10"

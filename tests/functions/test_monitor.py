@@ -106,7 +106,12 @@ def test_unshifted_data_raises_no_alert(trained, settings, backends, monkeypatch
     assert {a["target"] for a in production} == set(SPEC.target_names)
     assert [a["rows"] for a in production] == [400] * 3, production
     assert all(a["mape"] - a["holdout_mape"] < 2.0 for a in production)  # no MAPE increase
-    assert {d["feature"] for d in report["drift"]} == set(SPEC.feature_names)
+    inputs = [d for d in report["drift"] if d["source"] == "inputs"]
+    assert {d["feature"] for d in inputs} == set(SPEC.feature_names)
+    collected = [d for d in report["drift"] if d["source"] == "collected"]
+    # Nothing collected after the model's dataset: every column judged "nothing new".
+    assert {d["feature"] for d in collected} == set(SPEC.feature_names) | set(SPEC.target_names)
+    assert all(d["recent_n"] == 0 for d in collected)
     assert all(d["level"] == "none" for d in report["drift"])
 
 

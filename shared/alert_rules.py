@@ -10,11 +10,11 @@ condition clears; a condition that could not be evaluated is left out.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
 from shared.drift import FeatureDrift
+from shared.settings import float_fields_from_json
 
 HIGH, MEDIUM = "high", "medium"
 
@@ -35,11 +35,7 @@ class Thresholds:
 
     @classmethod
     def from_json(cls, text: str) -> "Thresholds":
-        values = json.loads(text) if text.strip() else {}
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown alert thresholds: {unknown}")
-        return cls(**{k: float(v) for k, v in values.items()})
+        return float_fields_from_json(cls, text, "alert thresholds")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Callable, Iterable, Mapping
 
 from shared import names
 from shared.alert_rules import HIGH, Condition
 from shared.log import get_logger
 from shared.ports import DocumentStore, EventBus
+from shared.timefmt import iso_utc
 
 log = get_logger("alerts")
 OPENED, REMINDER, ESCALATED, RESOLVED = "opened", "reminder", "escalated", "resolved"
@@ -31,10 +32,6 @@ class AlertEvent:
 
     event: str
     alert: Mapping[str, Any]
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
 class AlertBook:
@@ -61,15 +58,15 @@ class AlertBook:
         measured = {"metric": condition.metric, "subject": condition.subject, "target": condition.target,
                     "model_version": condition.model_version, "value": condition.value,
                     "threshold": condition.threshold, "detail": condition.detail, "window": dict(window),
-                    "last_run": run_id, "last_seen_at": _iso(now)}
+                    "last_run": run_id, "last_seen_at": iso_utc(now)}
         if not condition.firing:
             if not is_open:
                 return None
-            doc = {**current, **measured, "status": "resolved", "resolved_at": _iso(now)}
+            doc = {**current, **measured, "status": "resolved", "resolved_at": iso_utc(now)}
             txn.set(names.ALERTS, condition.key, doc)
             return AlertEvent(RESOLVED, {**doc, "alert_id": condition.key})
         if not is_open:
-            doc = {**measured, "status": "open", "severity": condition.severity, "opened_at": _iso(now),
+            doc = {**measured, "status": "open", "severity": condition.severity, "opened_at": iso_utc(now),
                    "notified_at": now, "notifications": 1,
                    "reopened": current is not None}
             txn.set(names.ALERTS, condition.key, doc)

@@ -33,6 +33,7 @@ from shared.log import get_logger
 from shared.ports import AlreadyExists, where
 from shared.quality import Check, QualityReport, parse_iso_timestamp, validate
 from shared.settings import Settings
+from shared.timefmt import iso_utc
 from shared.sources import Source, SourceUnavailable
 
 log = get_logger("collect")
@@ -81,10 +82,6 @@ def _iso(ts: Any) -> str:
     return ts.strftime(ISO_FORMAT)
 
 
-def _utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 class Collector:
     """Runs collections for one dataset on one set of backends."""
 
@@ -111,7 +108,7 @@ class Collector:
             if current and current["last_timestamp"] >= end:
                 return
             txn.set(names.CURSORS, self.spec.name,
-                    {"last_timestamp": end, "batch_id": batch_id, "updated_at": _utcnow()})
+                    {"last_timestamp": end, "batch_id": batch_id, "updated_at": iso_utc()})
 
         self.backends.documents.transaction(move)
 
@@ -136,7 +133,7 @@ class Collector:
         def mark(txn: Any) -> None:
             current = txn.get(names.BATCHES, batch_id) or dict(record)
             txn.set(names.BATCHES, batch_id, {**current, "announced": True,
-                                              "message_id": message_id, "announced_at": _utcnow()})
+                                              "message_id": message_id, "announced_at": iso_utc()})
 
         self.backends.documents.transaction(mark)
         log.info("batch announced", fields={"batch_id": batch_id, "topic": topic,
@@ -224,7 +221,7 @@ class Collector:
                 "checks": [c.as_dict() for c in report.checks], "reasons": report.reasons,
                 "duplicates_dropped": report.overlap_rows, "fallback_used": fetched.fallback_used,
                 "fallback_reason": fetched.fallback_reason, "from_cache": fetched.from_cache,
-                "collected_at": _utcnow(), "announced": False,
+                "collected_at": iso_utc(), "announced": False,
                 "window": {"start": _iso(fetched.start) if fetched.start is not None else None,
                            "end": _iso(fetched.start + window) if fetched.start is not None else None}}
         if report.nothing_new:

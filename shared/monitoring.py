@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
@@ -36,7 +36,8 @@ from shared.ports import where
 from shared.recent_actuals import RecentActuals
 from shared.registry import Registry, unpack_arrays
 from shared.report import render
-from shared.settings import Settings
+from shared.settings import Settings, float_fields_from_json
+from shared.timefmt import iso_utc
 
 log = get_logger("monitor")
 ACCURACY_MIN_ROWS = 30
@@ -56,11 +57,7 @@ class CostModel:
 
     @classmethod
     def from_json(cls, text: str) -> "CostModel":
-        values = json.loads(text) if text.strip() else {}
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown cost model keys: {unknown}")
-        return cls(**{k: float(v) for k, v in values.items()})
+        return float_fields_from_json(cls, text, "cost model keys")  # type: ignore[return-value]
 
     def daily(self, invocations_per_day: float, mean_seconds: float) -> float:
         per_call = self.invocation_usd + mean_seconds * (self.vcpu * self.vcpu_second_usd
@@ -252,12 +249,12 @@ class Monitor:
                     pick = order[np.linspace(0, len(order) - 1, min(len(order), TIMELINE_POINTS)).astype(int)]
                     timelines[target] = (predicted[pick].tolist(), actual[pick].tolist())
 
-        window_info = {"length": str(window), "requests_since": _iso(now - window.total_seconds()),
+        window_info = {"length": str(window), "requests_since": iso_utc(now - window.total_seconds()),
                        "data": data_window}
         events = self.book.apply(conditions, run_id, window_info)
         outcomes = [self.notifier.notify(e) for e in events]
         retrain = self._closed_loop(events, snapshot.cursor)
-        report = {"run_id": run_id, "at": _iso(now), "cause": cause, "window": window_info,
+        report = {"run_id": run_id, "at": iso_utc(now), "cause": cause, "window": window_info,
                   "operations": ops, "drift": drift_rows, "accuracy": accuracy,
                   "conditions": [c.as_dict() for c in conditions],
                   "alerts": {"events": [{"event": e.event, **e.alert} for e in events],
@@ -315,7 +312,3 @@ class Monitor:
         self.backends.blobs.write(f"{names.REPORTS}latest.html", page, "text/html")
         return {"json": folder + "report.json", "html": folder + "report.html",
                 "latest_html": f"{names.REPORTS}latest.html"}
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")

@@ -21,6 +21,7 @@ from shared.dataset_spec import DatasetSpec
 from shared.features import CALENDAR_FIELDS
 from shared.http import ApiError, field_error
 from shared.serving import Predictions
+from shared.timefmt import iso_utc
 
 TIMESTAMP_FIELD = "Timestamp"
 MAX_REPORTED_ERRORS = 100
@@ -167,10 +168,6 @@ def _targets(value: Any, spec: DatasetSpec, available: Sequence[str], errors: li
     return tuple(dict.fromkeys(value))
 
 
-def prediction_time() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
 def response(request: PredictRequest, result: Predictions, versions: Mapping[str, str],
              spec: DatasetSpec) -> dict[str, Any]:
     """The response body.
@@ -184,7 +181,7 @@ def response(request: PredictRequest, result: Predictions, versions: Mapping[str
     values = {t: np.round(result.values[t], 4).tolist() for t in targets}
     variants = {t: np.where(result.history_used[t], "history", "no_history").tolist() for t in targets}
     calendar = {k: result.calendar[k].tolist() for k in CALENDAR_FIELDS}
-    body: dict[str, Any] = {"prediction_timestamp": prediction_time(),
+    body: dict[str, Any] = {"prediction_timestamp": iso_utc(timespec="microseconds"),
                             "model_versions": {t: versions[t] for t in targets}}
     if request.format == "columns":
         body.update(columns={"predictions": values, "variants": variants, "derived_features": calendar})

@@ -17,7 +17,6 @@ import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import numpy as np
@@ -28,6 +27,7 @@ from shared.forest import TreeEnsemble
 from shared.log import get_logger
 from shared.ports import AlreadyExists, NotFound, where
 from shared.settings import Settings
+from shared.timefmt import iso_utc
 
 log = get_logger("registry")
 CANDIDATE, PRODUCTION, REJECTED, ARCHIVED = "candidate", "production", "rejected", "archived"
@@ -36,10 +36,6 @@ MODEL_FILE, REFERENCE_FILE, METADATA_FILE = "model.npz", "reference.npz", "metad
 
 class ArtifactError(ValueError):
     """An artifact is missing, corrupt, or does not match its recorded sha256."""
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def sha256(data: bytes) -> str:
@@ -163,7 +159,7 @@ class Registry:
             current = txn.get(names.MODELS, version)
             if current and current["status"] == CANDIDATE:
                 txn.set(names.MODELS, version, {**current, "status": REJECTED, "reasons": reasons,
-                                                "decided_at": utcnow()})
+                                                "decided_at": iso_utc(timespec="microseconds")})
 
         self.backends.documents.transaction(change)
 
@@ -196,7 +192,7 @@ class Registry:
                 status = record["status"] if record else "missing"
                 return Promotion(False, target, version, current,
                                  f"{version} is {status}; {action} needs one of {allowed}")
-            now = utcnow()
+            now = iso_utc(timespec="microseconds")
             txn.set(names.PRODUCTION, target, {
                 "target": target, "version": version, "previous_version": current,
                 "promoted_at": now, "reason": reason, "action": action, "actor": actor,

@@ -28,8 +28,9 @@ from shared.log import get_logger
 from shared.processed import DatasetVersion, ProcessedData
 from shared.pubsub_push import BadEvent, decode_event
 from shared.registry import (CANDIDATE, METADATA_FILE, MODEL_FILE, REFERENCE_FILE, ArtifactError,
-                             Promotion, Registry, ensembles_to_bytes, pack_arrays, sha256, utcnow)
+                             Promotion, Registry, ensembles_to_bytes, pack_arrays, sha256)
 from shared.settings import Settings
+from shared.timefmt import iso_utc
 from shared.training import Prepared, TargetFit, TrainingConfig, evaluate_champion, fit_target, prepare
 
 log = get_logger("retrain")
@@ -199,7 +200,7 @@ class Retrainer:
         return TargetOutcome(target, version, "promoted", [reason], promotion)
 
     def _record_base(self, fit: TargetFit, dataset: DatasetVersion, version: str) -> dict[str, Any]:
-        return {"version": version, "target": fit.target, "status": CANDIDATE, "created_at": utcnow(),
+        return {"version": version, "target": fit.target, "status": CANDIDATE, "created_at": iso_utc(timespec="microseconds"),
                 "dataset": self.spec.name, "dataset_version": dataset.version,
                 "dataset_sha256": dataset.sha256, "rows": fit.rows, "code_version": self.settings.code_version,
                 "lineage": {"dataset_version": dataset.version, "batches": len(dataset.batch_ids),

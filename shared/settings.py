@@ -72,28 +72,37 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _json_list(text: str) -> str:
+def _json_of(kind: type, label: str) -> Callable[[str], str]:
+    """A parser that checks the text is JSON of ``kind`` and keeps it as text."""
+
+    def parse(text: str) -> str:
+        import json
+
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not JSON: {exc}") from exc
+        if not isinstance(value, kind):
+            raise ValueError(f"must be a JSON {label}")
+        return text
+
+    return parse
+
+
+_json_list = _json_of(list, "list")
+_json_object = _json_of(dict, "object")
+
+
+def float_fields_from_json(cls: type, text: str, what: str) -> object:
+    """A dataclass of float fields from a JSON object overriding its defaults."""
     import json
+    from dataclasses import fields as dataclass_fields
 
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(value, list):
-        raise ValueError("must be a JSON list")
-    return text
-
-
-def _json_object(text: str) -> str:
-    import json
-
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValueError("must be a JSON object")
-    return text
+    values = json.loads(text) if text.strip() else {}
+    unknown = sorted(set(values) - {f.name for f in dataclass_fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what}: {unknown}")
+    return cls(**{k: float(v) for k, v in values.items()})
 
 
 def _duration(text: str) -> str:
@@ -182,7 +191,6 @@ VARIABLES: tuple[Variable, ...] = (
              "(DEBUG, INFO, WARNING, ERROR)."),
 )
 
-_BY_NAME = {v.name: v for v in VARIABLES}
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,3 @@ def attribute_name(variable_name: str) -> str:
     """The Settings attribute that holds an environment variable's value."""
     return {"GOOGLE_CLOUD_PROJECT": "project"}.get(variable_name, variable_name.lower())
 
-
-def variable(name: str) -> Variable:
-    """The declaration of one environment variable."""
-    return _BY_NAME[name]

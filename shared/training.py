@@ -18,7 +18,7 @@ import numpy as np
 from shared import gates
 from shared.dataset_spec import TIMESTAMP, DatasetSpec
 from shared.features import HISTORY, NO_HISTORY, VARIANTS, Actuals, HistoryConfig, feature_names, model_inputs
-from shared.forest import EnsembleBank, TreeEnsemble, from_hist_gradient_boosting
+from shared.forest import TreeEnsemble, from_hist_gradient_boosting
 from shared.metrics import regression_metrics
 
 if TYPE_CHECKING:
@@ -204,8 +204,3 @@ def evaluate_champion(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared,
     predicted, _ = served_predictions(ensembles, prepared, target, mask)
     return regression_metrics(prepared.targets[target][mask], predicted)
 
-
-def bank(ensembles: list[TreeEnsemble], names: list[str]) -> EnsembleBank:
-    """Ensembles fused over one input column order."""
-    index = {n: i for i, n in enumerate(names)}
-    return EnsembleBank(ensembles, [[index[f] for f in e.features] for e in ensembles])

@@ -10,7 +10,6 @@ import base64
 import json
 import sys
 import uuid
-from pathlib import Path
 
 import functions_framework
 import pytest

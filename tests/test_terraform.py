@@ -306,11 +306,11 @@ def test_every_firestore_query_has_its_composite_index(tf):
 
 
 def test_scheduler_jobs_use_oidc_and_a_time_zone_variable(tf):
-    jobs = resources(tf, "google_cloud_scheduler_job")
-    assert set(jobs) == {"collect", "monitor"}
-    for job in jobs.values():
-        assert job["time_zone"] == "${var.scheduler_time_zone}"
-        assert "oidc_token" in job["http_target"][0]
+    job = resources(tf, "google_cloud_scheduler_job")["jobs"]
+    assert job["time_zone"] == "${var.scheduler_time_zone}" and "oidc_token" in job["http_target"][0]
+    schedules = tf_locals(tf)["scheduler_jobs"]
+    assert {k: (v["function"], v["schedule"]) for k, v in schedules.items()} == {
+        "collect": ("collect_data", "${var.collect_schedule}"), "monitor": ("monitor", "${var.monitor_schedule}")}
     policies = resources(tf, "google_monitoring_alert_policy")
     assert set(policies) == {"function_errors", "alerts_topic"}
     budget = resources(tf, "google_billing_budget")["monthly"]

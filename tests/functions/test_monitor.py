@@ -313,3 +313,20 @@ def test_drift_scenarios_command_prints_each_scenarios_alerts(tmp_path, monkeypa
     report = json.loads(output.read_text())
     assert set(report["scenarios"]) == {"unshifted", "temperature_shift", "seasonal_drift", "missing_features"}
     assert np.isfinite(report["scenarios"]["seasonal_drift"]["accuracy"]["zone3"]["rmse_change_pct"])
+
+
+def test_collected_data_drift_opens_for_unseen_data_and_clears_once_a_model_has_seen_it(
+        trained, settings, backends, monkeypatch):
+    collector = Collector(settings, backends, SPEC, {"replay": ReplaySource(SourceConfig("replay", "replay"), SPEC)})
+    week = collector.collect_source("replay", timedelta(days=7), None)  # not trained on yet
+    before = run_monitor(settings, monkeypatch, {"window": "P7D"})
+    opened = {e["alert_id"] for e in before["events"] if e["event"] == "opened"}
+    weather = {a for a in opened if a.split(":")[-1] in SPEC.feature_names and a.startswith("drift:collected:")}
+    assert weather, opened  # February's weather against the January reference
+
+    summary = Retrainer(settings, backends, SPEC).handle(pubsub_event({"batch_id": week["batch_id"]}, "m-week"))
+    assert "promoted" in {t["decision"] for t in summary["targets"]}
+    after = run_monitor(settings, monkeypatch, {"window": "P7D"})
+    resolved = {e["alert_id"] for e in after["events"] if e["event"] == "resolved"}
+    assert weather <= resolved
+    assert all(backends.documents.get(names.ALERTS, a)["status"] == "resolved" for a in weather)

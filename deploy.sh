@@ -27,13 +27,14 @@ need() {
 }
 
 python_bin() {
+  # Run each candidate: a version manager's shim can exist without the version behind it.
   for candidate in python3.12 python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1; then
+    if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
       echo "$candidate"
       return
     fi
   done
-  die "Python 3.11 or newer is required (python3 not found)."
+  die "Python 3.11 or newer is required (none of python3.12, python3.11, python3 is)."
 }
 
 ensure_venv() {

@@ -404,13 +404,16 @@ def summary_table(results: list[TickResult], stack: LocalStack, wall: float) -> 
 
 
 def run_scenario(stack: LocalStack, backfill: str, tick_window: str, ticks: int,
-                 on_tick: Callable[[TickResult], None] | None = None) -> list[TickResult]:
-    """The backfill (when the store is empty), then ``ticks`` windows."""
+                 on_tick: Callable[[TickResult], None] | None = None,
+                 stop: threading.Event | None = None) -> list[TickResult]:
+    """The backfill (when the store is empty), then ``ticks`` windows; ``stop`` ends it early."""
     assert stack.backends and stack.settings
     fresh = stack.backends.documents.get(names.CURSORS, stack.settings.dataset_spec) is None
     windows = ([backfill] if fresh else []) + [tick_window] * ticks
     results = []
     for number, window in enumerate(windows):
+        if stop is not None and stop.is_set():
+            break
         result = stack.tick(number, window)
         results.append(result)
         if on_tick:
@@ -444,14 +447,20 @@ def main(argv: list[str] | None = None) -> int:
                        reset=args.reset or args.emulators)
     started = time.monotonic()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM both end the serving wait; set explicitly because a process
+    # started in the background by a shell inherits SIGINT as ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     completed = False
     try:
         stack.start()
         print("functions up: " + ", ".join(f"{n} {s.url}" for n, s in stack.servers.items())
               + f"; backend {'emulators' if args.emulators else 'embedded'}; logs in {state / 'logs'}", flush=True)
         results = run_scenario(stack, args.backfill, args.tick_window, args.ticks,
-                               lambda r: print(progress_line(r), flush=True))
+                               lambda r: print(progress_line(r), flush=True), stop)
+        if stop.is_set():
+            print("interrupted", flush=True)
+            return 130
         print("\n" + summary_table(results, stack, time.monotonic() - started), flush=True)
         completed = not (stack.client and stack.client.failed)
         if args.once:
@@ -465,8 +474,6 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(0.5):
             pass
         return 0
-    except KeyboardInterrupt:
-        return 0 if completed or not args.once else 130
     finally:
         codes = stack.stop()
         print(f"stopped: {', '.join(f'{n} exit {c}' for n, c in codes.items())}", flush=True)

@@ -15,7 +15,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,12 +47,6 @@ def prepare_state(state: str) -> dict[str, int]:
     Retrainer(settings, backends, spec).retrain({"batch_id": batch["batch_id"]})
     registry = Registry(settings, backends)
     return {t: registry.get(registry.production(t)["version"])["size_bytes"] for t in spec.target_names}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, bytes]:
@@ -90,15 +83,6 @@ def start_server(port: int) -> tuple[subprocess.Popen, float]:
         if process.poll() is not None or time.perf_counter() - started > 60:
             raise RuntimeError("predict did not start")
         time.sleep(0.01)
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def rss_mb(pid: int) -> float:
@@ -166,6 +150,8 @@ def core_batch_ms(bodies: dict[str, bytes], repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
+    from shared.emulators import free_port, stop_process
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -182,7 +168,7 @@ def main() -> None:
         for _ in range(args.cold_starts):
             process, seconds = start_server(free_port())
             colds.append(seconds)
-            stop(process)
+            stop_process(process, 15)
         print(f"cold start, process start to first prediction: median {statistics.median(colds):.2f} s "
               f"(runs: {', '.join(f'{c:.2f}' for c in colds)})")
 
@@ -214,7 +200,7 @@ def main() -> None:
                   f"p90 {q[89] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, failures {failures}")
             print(f"server RSS after load: {rss_mb(process.pid):.0f} MB")
         finally:
-            stop(process)
+            stop_process(process, 15)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,30 @@ def gcs_command(port: int) -> list[str]:
             "-log-level", "warn"]
 
 
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> bool:
+    """Wait until ``process`` accepts TCP on 127.0.0.1:``port``; False if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when the process that started us exits (Linux)."""
     try:
@@ -124,14 +148,8 @@ class Emulator:
         self.startup_seconds = time.monotonic() - started
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 @dataclass

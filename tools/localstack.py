@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared import names  # noqa: E402
 from shared.backends import Backends, connect  # noqa: E402
-from shared.emulators import EmulatorStack, free_port  # noqa: E402
+from shared.emulators import EmulatorStack, free_port, wait_for_port  # noqa: E402
 from shared.ports import PushSubscription, where  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
@@ -197,15 +196,8 @@ class LocalStack:
         return server
 
     def _wait_ready(self, server: Server, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", server.port), timeout=0.2).close()
-                return
-            except OSError:
-                if server.process is None or server.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{server.name} did not start; see {self.state_dir / 'logs' / server.name}.log")
-                time.sleep(0.05)
+        if server.process is None or not wait_for_port(server.port, server.process, timeout):
+            raise RuntimeError(f"{server.name} did not start; see {self.state_dir / 'logs' / server.name}.log")
 
     def _subscribe(self) -> None:
         assert self.settings and self.backends

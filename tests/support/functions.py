@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import functions_framework
 import pytest
 
-from shared.emulators import free_port
+from shared.emulators import free_port, stop_process, wait_for_port
 from shared.settings import VARIABLES, Settings, attribute_name
 
 FUNCTIONS = Path(__file__).resolve().parent.parent.parent / "functions"
@@ -46,21 +44,10 @@ def served_function(name: str, settings: Settings, signature: str = "http",
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read().decode() if process.stdout else ""
-                    raise RuntimeError(f"{name} did not start:\n{output[-3000:]}")
-                time.sleep(0.05)
+        if not wait_for_port(port, process, 30):
+            stop_process(process)
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"{name} did not start:\n{output[-3000:]}")
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

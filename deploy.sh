@@ -46,6 +46,9 @@ ensure_venv() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
       -r "$ROOT/requirements-dev.txt" -c "$ROOT/constraints.txt"
   fi
+  if ! (cd / && "$VENV/bin/python" -c "import shared.platform, tools" 2>/dev/null); then
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
+  fi
 }
 
 build() {

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 REFERENCE = {  # MAPE % on the same split, measured on this machine kind
     "seasonal-naive": {"zone1": 2.87, "zone2": 4.09, "zone3": 5.49},
@@ -23,13 +22,12 @@ REFERENCE = {  # MAPE % on the same split, measured on this machine kind
 
 
 def main() -> None:
-    from shared.dataset_spec import load_spec
-    from shared.frames import read_dataset_csv
-    from shared.sources import DEFAULT_REPLAY_DATA
-    from shared.training import TrainingConfig, fit_target, prepare
+    from shared.core.dataset_spec import load_spec
+    from shared.core.frames import read_dataset_csv
+    from shared.retrain.training import TrainingConfig, fit_target, prepare
 
     spec = load_spec("tetouan_power")
-    frame = read_dataset_csv(DEFAULT_REPLAY_DATA.read_bytes(), spec)
+    frame = read_dataset_csv(spec.read_replay_data(), spec)
     config = TrainingConfig.from_spec(spec)
     started = time.perf_counter()
     prepared = prepare(frame, spec, holdout_days=30)  # 2017-12-01 00:00 .. 12-30 23:50

@@ -24,7 +24,6 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 OBS = {"Temperature": 12.5, "Humidity": 65.3, "WindSpeed": 0.08, "GeneralDiffuseFlows": 180.5,
        "DiffuseFlows": 95.1, "Timestamp": "2017-02-04T14:30:00"}
@@ -33,12 +32,12 @@ OBS = {"Temperature": 12.5, "Humidity": 65.3, "WindSpeed": 0.08, "GeneralDiffuse
 def prepare_state(state: str) -> dict[str, int]:
     """Collect five weeks and train, so predict has models and actuals."""
     os.environ.update({"STATE_DIR": state, "LOG_LEVEL": "WARNING"})
-    from shared import runtime
-    from shared.collection import Collector
-    from shared.dataset_spec import load_spec
-    from shared.registry import Registry
-    from shared.retraining import Retrainer
-    from shared.sources import ReplaySource, SourceConfig
+    from shared.platform import runtime
+    from shared.collect.service import Collector
+    from shared.core.dataset_spec import load_spec
+    from shared.core.registry import Registry
+    from shared.retrain.service import Retrainer
+    from shared.collect.sources import ReplaySource, SourceConfig
 
     settings, backends = runtime.start()
     spec = load_spec(settings.dataset_spec)
@@ -123,11 +122,11 @@ def batch_bodies(n: int) -> dict[str, bytes]:
 
 def core_batch_ms(bodies: dict[str, bytes], repeats: int) -> dict[str, float]:
     """validate + features + model + response, in process, no HTTP."""
-    from shared import runtime
-    from shared.dataset_spec import load_spec
-    from shared.predict_service import PredictService
-    from shared.prediction_api import parse_request, response
-    from shared.serving import predict
+    from shared.platform import runtime
+    from shared.core.dataset_spec import load_spec
+    from shared.predict.service import PredictService
+    from shared.predict.api import parse_request, response
+    from shared.predict.serving import predict
 
     settings, backends = runtime.start()
     service = PredictService(settings, backends, load_spec(settings.dataset_spec))
@@ -150,7 +149,7 @@ def core_batch_ms(bodies: dict[str, bytes], repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    from shared.emulators import free_port, stop_process
+    from tools.emulators import free_port, stop_process
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)

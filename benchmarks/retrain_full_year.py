@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
@@ -31,9 +30,9 @@ def main() -> None:
             os.environ.update({"STATE_DIR": state, "LOG_LEVEL": "WARNING"})
             import functions_framework
 
-            from shared.backends import connect
-            from shared.ports import PushSubscription, where
-            from shared.settings import Settings
+            from shared.platform.backends import connect
+            from shared.platform.ports import PushSubscription, where
+            from shared.platform.settings import Settings
 
             settings = Settings.from_env()
             backends = connect(settings)

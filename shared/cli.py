@@ -11,15 +11,16 @@ import json
 import os
 import sys
 from dataclasses import asdict
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from shared import log, names
-from shared.backends import Backends, connect
-from shared.ports import where
-from shared.settings import VARIABLES, ConfigError, Settings, attribute_name
+from shared.platform import log, names
+from shared.platform.backends import Backends, connect
+from shared.platform.ports import where
+from shared.platform.settings import VARIABLES, ConfigError, Settings, attribute_name
 
 
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """Rows as an aligned text table under a header of ``columns``."""
     if not rows:
         return "(none)"
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
@@ -41,7 +42,7 @@ def _cell(value: Any) -> str:
 
 def cmd_status(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each target's production model."""
-    from shared.dataset_spec import load_spec
+    from shared.core.dataset_spec import load_spec
 
     rows = []
     for target in load_spec(s.dataset_spec).target_names:
@@ -90,7 +91,7 @@ def cmd_config(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[
 
 def cmd_models(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """A target's model versions, newest first, with status and holdout MAPE."""
-    from shared.registry import Registry
+    from shared.core.registry import Registry
 
     return [{**v, "mape": ((v.get("metrics") or {}).get("history") or {}).get("mape"),
              "naive_mape": (v.get("seasonal_naive") or {}).get("mape")}
@@ -99,14 +100,14 @@ def cmd_models(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[
 
 def cmd_history(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """A target's promotions and rollbacks, newest first."""
-    from shared.registry import Registry
+    from shared.core.registry import Registry
 
     return Registry(s, b).history(args.target, args.limit)
 
 
 def cmd_rollback(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Serve an earlier version of a target again, record why, announce it."""
-    from shared.registry import Registry
+    from shared.core.registry import Registry
 
     registry = Registry(s, b)
     outcome = registry.rollback(args.target, args.version, args.reason, actor=args.actor)
@@ -115,61 +116,6 @@ def cmd_rollback(b: Backends, s: Settings, args: argparse.Namespace) -> list[dic
     message_id = registry.announce([outcome], cause="rollback")
     return [{"target": args.target, "version": args.version, "previous": registry.production(
         args.target)["previous_version"], "model_updated_message_id": message_id}]
-
-
-def cmd_repro(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Train twice on the same data and write a JSON report comparing the runs."""
-    from pathlib import Path
-
-    from shared.dataset_spec import load_spec
-    from shared.frames import read_dataset_csv
-    from shared.processed import ProcessedData
-    from shared.reproducibility import report
-    from shared.retraining import Retrainer
-    from shared.sources import DEFAULT_REPLAY_DATA
-
-    spec = load_spec(s.dataset_spec)
-    processed = ProcessedData(b, spec)
-    head = processed.head() if args.data == "processed" else None
-    if args.data == "processed" and head is None:
-        raise ValueError("no processed dataset yet; use --data bundled")
-    frame = processed.read(head) if head else read_dataset_csv(DEFAULT_REPLAY_DATA.read_bytes(), spec)
-    result = report(frame, spec, Retrainer(s, b, spec).config,
-                    head.version if head else str(DEFAULT_REPLAY_DATA.name))
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2, default=str))
-    return [{"target": t, "identical": result["identical"],
-             "mape_run1": r1["metrics"]["history"]["mape"], "mape_run2": r2["metrics"]["history"]["mape"],
-             "prediction_sha256_run1": r1["prediction_sha256"][:16],
-             "prediction_sha256_run2": r2["prediction_sha256"][:16], "report": args.output}
-            for t, r1, r2 in ((t, result["runs"][0]["targets"][t], result["runs"][1]["targets"][t])
-                              for t in spec.target_names)]
-
-
-def cmd_scenarios(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The energy document's drift scenarios on December 2017: alerts and severities."""
-    from pathlib import Path
-
-    from shared import scenarios
-    from shared.alert_rules import Thresholds
-    from shared.dataset_spec import load_spec
-    from shared.retraining import Retrainer
-    from shared.sources import DEFAULT_REPLAY_DATA
-
-    spec = load_spec(s.dataset_spec)
-    report = scenarios.run(DEFAULT_REPLAY_DATA.read_bytes(), spec, Retrainer(s, b, spec).config,
-                           Thresholds.from_json(s.alert_thresholds))
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2, default=str))
-    rows = []
-    for name, result in report["scenarios"].items():
-        acc = result["accuracy"]
-        rows.append({"scenario": name,
-                     "alerts": ", ".join(f"{a['alert']} {a['severity'].upper()}" for a in result["alerts"])
-                     or "none",
-                     **{f"rmse_change_{t}": f"{acc[t]['rmse_change_pct']:+.1f}%" for t in spec.target_names},
-                     "report": args.output})
-    return rows
 
 
 COLUMNS = {
@@ -184,10 +130,6 @@ COLUMNS = {
     "models": ["version", "status", "created_at", "mape", "naive_mape", "dataset_version", "reasons"],
     "history": ["at", "action", "from_version", "to_version", "actor", "reason"],
     "rollback": ["target", "version", "previous", "model_updated_message_id"],
-    "drift-scenarios": ["scenario", "alerts", "rmse_change_zone1", "rmse_change_zone2",
-                        "rmse_change_zone3"],
-    "repro-report": ["target", "identical", "mape_run1", "mape_run2", "prediction_sha256_run1",
-                     "prediction_sha256_run2", "report"],
 }
 Command = Callable[[Backends, Settings, argparse.Namespace], list[dict[str, Any]]]
 
@@ -224,12 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("version", help="an archived version of the target (see `models`)")
     rollback.add_argument("--reason", required=True, help="recorded in the promotion history")
     rollback.add_argument("--actor", default=os.environ.get("USER", "operator"))
-    repro = add("repro-report", cmd_repro)
-    repro.add_argument("--data", choices=("bundled", "processed"), default="bundled",
-                       help="the bundled year, or the current processed dataset")
-    repro.add_argument("--output", default="reports/reproducibility.json")
-    scenarios = add("drift-scenarios", cmd_scenarios)
-    scenarios.add_argument("--output", default="reports/drift_scenarios.json")
     return parser
 
 
@@ -246,7 +182,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     except (LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(rows, indent=2, default=str) if args.json else _table(rows, args.columns))
+    print(json.dumps(rows, indent=2, default=str) if args.json else format_table(rows, args.columns))
     return 0
 
 

@@ -46,7 +46,7 @@ variable "code_version" {
 }
 
 variable "dataset_spec" {
-  description = "Dataset spec the functions serve (a name in shared/specs/)."
+  description = "Dataset spec the functions serve (a name in shared/core/specs/)."
   type        = string
   default     = "tetouan_power"
 }

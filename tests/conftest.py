@@ -15,9 +15,9 @@ from typing import Iterator
 
 import pytest
 
-from shared.backends import Backends, connect
-from shared.emulators import EmulatorStack, EmulatorUnavailable
-from shared.settings import Settings
+from shared.platform.backends import Backends, connect
+from tools.emulators import EmulatorStack, EmulatorUnavailable
+from shared.platform.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PROJECT = "test-project"
@@ -52,7 +52,7 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorStac
     try:
         yield stack
     finally:
-        from shared.prediction_log import close_all
+        from shared.predict.prediction_log import close_all
 
         close_all(budget=5)  # while the emulators still answer
         stack.stop()

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from shared import names
-from shared.emulators import EmulatorUnavailable, free_port
-from shared.ports import where
+from shared.platform import names
+from tools.emulators import EmulatorUnavailable, free_port
+from shared.platform.ports import where
 from tests.conftest import require
 from tools.localstack import LocalStack, run_scenario
 

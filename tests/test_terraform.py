@@ -24,8 +24,8 @@ from pathlib import Path
 import hcl2
 import pytest
 
-from shared import names
-from shared.settings import VARIABLES, Settings, attribute_name
+from shared.platform import names
+from shared.platform.settings import VARIABLES, Settings, attribute_name
 from tests.conftest import require
 from tools.bundle import FUNCTIONS, build
 
@@ -232,7 +232,7 @@ def published_topics(function: str) -> set[str]:
     """Topic settings the function's own logic uses (the backends only declare topics)."""
     read = settings_read(function_modules(function))
     return {a.removeprefix("topic_") for a, modules in read.items() if a.startswith("topic_")
-            and any(not m.startswith(("shared/backends", "shared/settings", "shared/cli")) for m in modules)}
+            and any(not m.startswith(("shared/platform/backends", "shared/settings", "shared/cli")) for m in modules)}
 
 
 # The least-privilege table: what each function's code does with each store.
@@ -338,7 +338,7 @@ def bundles(tmp_path_factory) -> Path:
 def test_bundles_hold_main_requirements_and_shared(bundles):
     for name in FUNCTIONS:
         listing = zipfile.ZipFile(bundles / f"{name}.zip").namelist()
-        assert {"main.py", "requirements.txt", "shared/__init__.py", "shared/specs/tetouan_power.json"} <= set(listing)
+        assert {"main.py", "requirements.txt", "shared/__init__.py", "shared/core/specs/tetouan_power.json"} <= set(listing)
         assert not any("__pycache__" in n or n.startswith(("tests/", "functions/")) for n in listing)
     assert "data/tetouan_power_2017.csv" in zipfile.ZipFile(bundles / "collect_data.zip").namelist()
 
@@ -354,7 +354,7 @@ def _install_and_import(bundles: Path, name: str, workdir: Path) -> tuple[str, i
     if pip.returncode:
         return name, pip.returncode, pip.stderr[-2000:]
     imports = "; ".join([f"import main; assert callable(main.{name})"] +
-                        [f"import shared.backends.{port}" for port in PORTS[name]])
+                        [f"import shared.platform.backends.{port}" for port in PORTS[name]])
     env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "BACKEND": "embedded",
            "STATE_DIR": str(workdir / f"state-{name}"), "LOG_LEVEL": "WARNING"}
     run = subprocess.run([str(venv / "bin" / "python"), "-c", imports], cwd=root, env=env,

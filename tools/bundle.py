@@ -1,8 +1,9 @@
 """Build the Cloud Functions source bundles: one reproducible zip per function.
 
 Each bundle holds the function's ``main.py`` and ``requirements.txt`` at its root,
-the project's ``shared/`` package, and (for collect_data) the bundled data its
-replay source serves. Entries are sorted and stamped with a fixed time, so the
+the layers of the project's ``shared/`` package it may import (``shared/platform``,
+``shared/core`` and its own subpackage, nothing else), and (for collect_data) the
+data file the dataset spec names for its replay source. Entries are sorted and stamped with a fixed time, so the
 same sources give the same bytes and the same sha256 — which names the object
 Terraform uploads, so a code change, and only a code change, redeploys.
 
@@ -14,12 +15,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ("collect_data", "retrain", "predict", "monitor")
-EXTRA_FILES = {"collect_data": ("data/tetouan_power_2017.csv", "data/SOURCE.md")}
+# The subpackage of shared/ that holds each function's own code.
+PACKAGES = {"collect_data": "collect", "retrain": "retrain", "predict": "predict", "monitor": "monitor"}
+LAYERS = ("platform", "core")
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -27,11 +31,24 @@ def bundle_files(name: str) -> list[tuple[str, Path]]:
     """(name in the zip, file on disk) for one function, sorted."""
     folder = ROOT / "functions" / name
     files = [("main.py", folder / "main.py"), ("requirements.txt", folder / "requirements.txt")]
-    for path in sorted((ROOT / "shared").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".json"):
-            files.append((path.relative_to(ROOT).as_posix(), path))
-    files += [(rel, ROOT / rel) for rel in EXTRA_FILES.get(name, ())]
+    shared = ROOT / "shared"
+    files.append(("shared/__init__.py", shared / "__init__.py"))
+    for package in (*LAYERS, PACKAGES[name]):
+        for path in sorted((shared / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".json"):
+                files.append((path.relative_to(ROOT).as_posix(), path))
+    if name == "collect_data":
+        files += [(rel, ROOT / rel) for rel in replay_files()]
     return sorted(files)
+
+
+def replay_files() -> list[str]:
+    """The data files every dataset spec names for its replay source (file and attribution)."""
+    found: set[str] = set()
+    for spec_path in (ROOT / "shared" / "core" / "specs").glob("*.json"):
+        replay = json.loads(spec_path.read_text(encoding="utf-8")).get("replay", {})
+        found.update(str(replay[key]) for key in ("file", "attribution") if replay.get(key))
+    return sorted(found)
 
 
 def build_bytes(name: str) -> bytes:

@@ -28,14 +28,12 @@ from typing import Any, Callable
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared import names  # noqa: E402
-from shared.backends import Backends, connect  # noqa: E402
-from shared.emulators import EmulatorStack, free_port, wait_for_port  # noqa: E402
-from shared.ports import PushSubscription, where  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.platform import names
+from shared.platform.backends import Backends, connect
+from shared.platform.ports import PushSubscription, where
+from shared.platform.settings import PROJECT_ROOT as ROOT
+from shared.platform.settings import Settings
+from tools.emulators import EmulatorStack, free_port, wait_for_port
 
 FUNCTIONS = {"collect_data": "http", "retrain": "cloudevent", "predict": "http", "monitor": "http"}
 SUBSCRIPTIONS = (("retrain", "data_ready"), ("predict", "model_updated"), ("monitor", "model_updated"))
@@ -249,9 +247,8 @@ class LocalStack:
         """The next day's observations (weather as a forecast would give it), or None before data."""
         import numpy as np
 
-        from shared.dataset_spec import load_spec
-        from shared.frames import read_dataset_csv
-        from shared.sources import DEFAULT_REPLAY_DATA
+        from shared.core.dataset_spec import load_spec
+        from shared.core.frames import read_dataset_csv
 
         assert self.backends and self.settings
         cursor = self.backends.documents.get(names.CURSORS, self.settings.dataset_spec)
@@ -259,7 +256,7 @@ class LocalStack:
             return None
         if self._weather is None:
             spec = load_spec(self.settings.dataset_spec)
-            self._weather = (spec, read_dataset_csv(DEFAULT_REPLAY_DATA.read_bytes(), spec))
+            self._weather = (spec, read_dataset_csv(spec.read_replay_data(), spec))
         spec, frame = self._weather
         last = np.datetime64(cursor["last_timestamp"], "m")
         ahead = frame[(frame["timestamp"] > last) & (frame["timestamp"] <= last + np.timedelta64(1, "D"))]

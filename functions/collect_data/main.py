@@ -7,11 +7,11 @@ narrows it. See docs/collect.md.
 
 import functions_framework
 
-from shared import runtime
-from shared.collection import Collector, parse_request
-from shared.dataset_spec import load_spec
-from shared.http import http_entry, read_json_object
-from shared.sources import build_source, parse_sources
+from shared.platform import runtime
+from shared.collect.service import Collector, parse_request
+from shared.core.dataset_spec import load_spec
+from shared.platform.http import http_entry, read_json_object
+from shared.collect.sources import build_source, parse_sources
 
 settings, backends = runtime.start()
 spec = load_spec(settings.dataset_spec)

@@ -7,11 +7,11 @@ HTTP. Cloud Scheduler (every 6 h, OIDC) and operators ``POST /`` (optionally
 
 import functions_framework
 
-from shared import runtime
-from shared.dataset_spec import load_spec
-from shared.durations import parse_duration
-from shared.http import ApiError, field_error, http_entry, read_json_object, unknown_fields
-from shared.monitoring import Monitor
+from shared.platform import runtime
+from shared.core.dataset_spec import load_spec
+from shared.platform.durations import parse_duration
+from shared.platform.http import ApiError, field_error, http_entry, read_json_object, unknown_fields
+from shared.monitor.service import Monitor
 
 settings, backends = runtime.start()
 monitor_ = Monitor(settings, backends, load_spec(settings.dataset_spec))

@@ -8,10 +8,10 @@ first request. See docs/predict.md.
 
 import functions_framework
 
-from shared import runtime
-from shared.dataset_spec import load_spec
-from shared.http import http_entry
-from shared.predict_service import PredictService
+from shared.platform import runtime
+from shared.core.dataset_spec import load_spec
+from shared.platform.http import http_entry
+from shared.predict.service import PredictService
 
 settings, backends = runtime.start()
 service = PredictService(settings, backends, load_spec(settings.dataset_spec))

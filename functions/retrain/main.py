@@ -7,10 +7,10 @@ permanently failing events return normally. See docs/retrain.md.
 
 import functions_framework
 
-from shared import runtime
-from shared.dataset_spec import load_spec
-from shared.log import bind_trace
-from shared.retraining import Retrainer
+from shared.platform import runtime
+from shared.core.dataset_spec import load_spec
+from shared.platform.log import bind_trace
+from shared.retrain.service import Retrainer
 
 settings, backends = runtime.start()
 retrainer = Retrainer(settings, backends, load_spec(settings.dataset_spec))

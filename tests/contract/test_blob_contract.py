@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from shared.ports import AlreadyExists, NotFound, PreconditionFailed
+from shared.platform.ports import AlreadyExists, NotFound, PreconditionFailed
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_racing_compare_and_swap_loses_no_increment(blobs):
 
 
 def test_invalid_names_are_refused_by_the_local_store(tmp_path):
-    from shared.backends.local_blobs import LocalBlobStore
+    from shared.platform.backends.local_blobs import LocalBlobStore
 
     store = LocalBlobStore(tmp_path / "b")
     for name in ["", "/abs", "a/../b", "a//b", ".hidden", "a/.lock"]:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from shared.ports import AlreadyExists, ReadAfterWrite, read_modify_write, where
+from shared.platform.ports import AlreadyExists, ReadAfterWrite, read_modify_write, where
 
 NESTED = {"name": "zone1", "rows": 144, "score": 0.97, "ok": True, "none": None,
           "checks": {"ranges": {"passed": True, "value": 1.0}},

@@ -14,9 +14,9 @@ import uuid
 import functions_framework
 import pytest
 
-from shared.backends.local_events import LocalEventBus
-from shared.ports import NotFound, PushSubscription
-from shared.pubsub_push import MESSAGE_PUBLISHED, decode_event
+from shared.platform.backends.local_events import LocalEventBus
+from shared.platform.ports import NotFound, PushSubscription
+from shared.platform.pubsub_push import MESSAGE_PUBLISHED, decode_event
 from tests.support.bus import RECEIVER_SOURCE, pump_until, received_for, subscribe, unsubscribe
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_publishing_to_a_missing_topic_raises(backends):
 
 
 def test_embedded_backoff_doubles_between_attempts(tmp_path):
-    from shared.ports import RetryPolicy
+    from shared.platform.ports import RetryPolicy
 
     policy = RetryPolicy(max_attempts=5, min_backoff=1.0, max_backoff=5.0)
     assert [policy.backoff(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]

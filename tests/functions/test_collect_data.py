@@ -8,9 +8,9 @@ import uuid
 import pandas as pd
 import pytest
 
-from shared import names
-from shared.ports import where
-from shared.settings import PROJECT_ROOT
+from shared.platform import names
+from shared.platform.ports import where
+from shared.platform.settings import PROJECT_ROOT
 from tests.support.bus import pump_until, received_on, subscribe, unsubscribe
 from tests.support.data_server import DataSource
 from tests.support.functions import function_app

@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from shared import names, prediction_log
-from shared.collection import Collector
-from shared.dataset_spec import load_spec
-from shared.retraining import Retrainer
-from shared.settings import PROJECT_ROOT
-from shared.sources import ReplaySource, SourceConfig
+from shared.platform import names
+from shared.predict import prediction_log
+from shared.collect.service import Collector
+from shared.core.dataset_spec import load_spec
+from shared.retrain.service import Retrainer
+from shared.platform.settings import PROJECT_ROOT
+from shared.collect.sources import ReplaySource, SourceConfig
 from tests.support.bus import pubsub_event, pump_until, received_on, subscribe, unsubscribe
 from tests.support.data_server import DataSource
 from tests.support.functions import function_app
@@ -289,7 +290,7 @@ def test_bad_monitor_requests_are_refused(trained, settings, monkeypatch):
 
 
 def test_a_model_updated_push_runs_the_monitor(trained, settings, backends, monkeypatch):
-    from shared.pubsub_push import push_body
+    from shared.platform.pubsub_push import push_body
 
     app = function_app("monitor", settings, monkeypatch)
     body = push_body("projects/p/subscriptions/monitor", "7", b'{"cause":"retrain"}', {}, "2017-01-01T00:00:00Z")
@@ -300,11 +301,11 @@ def test_a_model_updated_push_runs_the_monitor(trained, settings, backends, monk
 
 
 def test_drift_scenarios_command_prints_each_scenarios_alerts(tmp_path, monkeypatch, capsys):
-    from shared.cli import main
+    from tools.scenarios import main
 
     monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
     output = tmp_path / "scenarios.json"
-    assert main(["--json", "drift-scenarios", "--output", str(output)]) == 0
+    assert main(["--json", "--output", str(output)]) == 0
     rows = {r["scenario"]: r["alerts"] for r in json.loads(capsys.readouterr().out)}
     assert rows["unshifted"] == "none"
     assert "drift:inputs:Temperature HIGH" in rows["temperature_shift"]

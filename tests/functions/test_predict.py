@@ -13,15 +13,15 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry as SchemaRegistry, Resource
 
-from shared import names
-from shared.collection import Collector
-from shared.dataset_spec import load_spec
-from shared.processed import ProcessedData
-from shared.pubsub_push import push_body
-from shared.registry import Registry
-from shared.retraining import Retrainer
-from shared.sources import ReplaySource, SourceConfig
-from shared.training import prepare, served_predictions
+from shared.platform import names
+from shared.collect.service import Collector
+from shared.core.dataset_spec import load_spec
+from shared.retrain.processed import ProcessedData
+from shared.platform.pubsub_push import push_body
+from shared.core.registry import Registry
+from shared.retrain.service import Retrainer
+from shared.collect.sources import ReplaySource, SourceConfig
+from shared.retrain.training import prepare, served_predictions
 from tests.support.functions import function_app
 from tests.support.servers import ThreadedServer
 

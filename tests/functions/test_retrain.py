@@ -8,14 +8,14 @@ from datetime import timedelta
 
 import pytest
 
-from shared import names
-from shared.collection import Collector
-from shared.dataset_spec import load_spec
-from shared.ports import where
-from shared.pubsub_push import push_body
-from shared.registry import Registry, ensembles_from_bytes
-from shared.retraining import ClaimBusy, Retrainer
-from shared.sources import ReplaySource, SourceConfig
+from shared.platform import names
+from shared.collect.service import Collector
+from shared.core.dataset_spec import load_spec
+from shared.platform.ports import where
+from shared.platform.pubsub_push import push_body
+from shared.core.registry import Registry, ensembles_from_bytes
+from shared.retrain.service import ClaimBusy, Retrainer
+from shared.collect.sources import ReplaySource, SourceConfig
 from tests.support.bus import pubsub_event, pump_until, received_on, subscribe, unsubscribe
 from tests.support.functions import function_app
 
@@ -254,7 +254,7 @@ def test_rollback_serves_an_earlier_version_records_it_and_announces(settings, b
 
 
 def test_artifacts_are_plain_arrays_and_a_tampered_one_is_refused(settings, backends):
-    from shared.registry import ArtifactError
+    from shared.core.registry import ArtifactError
 
     Retrainer(settings, backends, SPEC).handle(event_for(collect(settings, backends, 35), "t-1"))
     registry = Registry(settings, backends)

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from shared.backends import Backends
-from shared.backends.local_events import LocalEventBus
-from shared.settings import Settings
+from shared.platform.backends import Backends
+from shared.platform.backends.local_events import LocalEventBus
+from shared.platform.settings import Settings
 
 RECEIVER_SOURCE = Path(__file__).resolve().parent / "push_receiver.py"
 
@@ -44,7 +44,7 @@ def received_on(module: Any, topic: str) -> list[dict]:
 
 def subscribe(backends: Backends, settings: Settings, url: str, topic: str) -> str:
     """Point a push subscription on ``topic`` at ``url``; returns the subscription name."""
-    from shared.ports import PushSubscription
+    from shared.platform.ports import PushSubscription
 
     name = f"{topic}-to-receiver"
     backends.events.ensure_push_subscription(PushSubscription(
@@ -69,7 +69,7 @@ def pubsub_event(data: Any, message_id: str, topic: str = "data-ready", project:
 
     from cloudevents.http import CloudEvent
 
-    from shared.pubsub_push import MESSAGE_PUBLISHED, rfc3339_now
+    from shared.platform.pubsub_push import MESSAGE_PUBLISHED, rfc3339_now
 
     payload = raw if raw is not None else json.dumps(data).encode()
     published = rfc3339_now()

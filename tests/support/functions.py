@@ -12,8 +12,8 @@ from typing import Any, Iterator
 import functions_framework
 import pytest
 
-from shared.emulators import free_port, stop_process, wait_for_port
-from shared.settings import VARIABLES, Settings, attribute_name
+from tools.emulators import free_port, stop_process, wait_for_port
+from shared.platform.settings import VARIABLES, Settings, attribute_name
 
 FUNCTIONS = Path(__file__).resolve().parent.parent.parent / "functions"
 

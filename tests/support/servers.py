@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 # access log is not ours and would mix into the log assertions.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-from shared.emulators import free_port
+from tools.emulators import free_port
 
 
 class ThreadedServer:

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from shared import names
-from shared.backends import connect
+from shared.platform import names
+from shared.platform.backends import connect
 from shared.cli import main
-from shared.ports import PushSubscription
-from shared.settings import Settings
+from shared.platform.ports import PushSubscription
+from shared.platform.settings import Settings
 
 
 @pytest.fixture
@@ -80,15 +80,3 @@ def test_table_output_has_a_header_row(env, capsys):
     assert out.splitlines()[0].split() == ["target", "version", "promoted_at", "mape", "reason"]
 
 
-def test_repro_report_shows_two_identical_runs(env, capsys, tmp_path):
-    output = tmp_path / "repro.json"
-    code, out = run(capsys, "--json", "repro-report", "--output", str(output))
-    rows = json.loads(out)
-    assert code == 0 and [r["identical"] for r in rows] == [True] * 3
-    report = json.loads(output.read_text())
-    first, second = report["runs"]
-    assert report["identical"] is True and report["differences"] == []
-    for target in ("zone1", "zone2", "zone3"):
-        assert first["targets"][target]["prediction_sha256"] == second["targets"][target]["prediction_sha256"]
-        assert first["targets"][target]["metrics"] == second["targets"][target]["metrics"]
-        assert len(first["targets"][target]["model_sha256"]) == 64

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.collection import parse_request
-from shared.dataset_spec import load_spec
-from shared.durations import parse_duration
-from shared.http import ApiError
-from shared.settings import Settings
-from shared.sources import parse_sources
+from shared.collect.service import parse_request
+from shared.core.dataset_spec import load_spec
+from shared.platform.durations import parse_duration
+from shared.platform.http import ApiError
+from shared.platform.settings import Settings
+from shared.collect.sources import parse_sources
 
 SPEC = load_spec("tetouan_power")
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.dataset_spec import SpecError, load_spec, normalize_header, parse_spec
+from shared.core.dataset_spec import SpecError, load_spec, normalize_header, parse_spec
 
 RAW_HEADER = ["DateTime", "Temperature", "Humidity", "Wind Speed", "general diffuse flows",
               "diffuse flows", "Zone 1 Power Consumption", "Zone 2  Power Consumption",

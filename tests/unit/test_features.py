@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.dataset_spec import load_spec
-from shared.features import (HISTORY, NO_HISTORY, Actuals, HistoryConfig, calendar, feature_names,
+from shared.core.dataset_spec import load_spec
+from shared.core.features import (HISTORY, NO_HISTORY, Actuals, HistoryConfig, calendar, feature_names,
                              history_features, model_inputs)
-from shared.frames import read_dataset_csv
-from shared.settings import PROJECT_ROOT
+from shared.core.frames import read_dataset_csv
+from shared.platform.settings import PROJECT_ROOT
 
 SPEC = load_spec("tetouan_power")
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
-from shared.forest import EnsembleBank, TreeEnsemble, UnsupportedModel, from_hist_gradient_boosting
-from shared.registry import ArtifactError, ensembles_from_bytes, ensembles_to_bytes, pack_arrays, unpack_arrays
+from shared.core.forest import EnsembleBank, TreeEnsemble, UnsupportedModel, from_hist_gradient_boosting
+from shared.core.registry import ArtifactError, ensembles_from_bytes, ensembles_to_bytes, pack_arrays, unpack_arrays
 
 
 @pytest.fixture(scope="module")

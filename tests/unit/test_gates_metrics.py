@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared import gates
-from shared.dataset_spec import load_spec
-from shared.metrics import regression_metrics
+from shared.retrain import gates
+from shared.core.dataset_spec import load_spec
+from shared.core.metrics import regression_metrics
 
 
 def test_metrics_on_known_values():
@@ -64,7 +64,7 @@ def test_data_gate():
 
 
 def test_unknown_gate_settings_are_refused():
-    from shared.dataset_spec import parse_spec
+    from shared.core.dataset_spec import parse_spec
 
     spec = parse_spec({"name": "x", "timestamp": {"column": "t", "format": "%Y", "interval_minutes": 10},
                        "targets": [{"name": "y", "min": 0, "max": 1}],

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from shared import log
+from shared.platform import log
 
 
 def _capture() -> io.StringIO:

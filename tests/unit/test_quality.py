@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from shared.dataset_spec import load_spec
-from shared.frames import ParseError, parse_records
-from shared.quality import validate
-from shared.settings import PROJECT_ROOT
+from shared.core.dataset_spec import load_spec
+from shared.core.frames import ParseError, parse_records
+from shared.collect.quality import validate
+from shared.platform.settings import PROJECT_ROOT
 
 SPEC = load_spec("tetouan_power")
 

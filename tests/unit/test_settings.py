@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import PROJECT_ROOT, VARIABLES, ConfigError, Settings, attribute_name
+from shared.platform.settings import PROJECT_ROOT, VARIABLES, ConfigError, Settings, attribute_name
 
 
 def test_defaults_select_the_embedded_backend_and_the_design_card_topics():

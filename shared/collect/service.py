@@ -1,0 +1,247 @@
+"""One collection run: fetch a window, validate it, store it once, announce it.
+
+Every step is keyed by the batch id, which derives from the batch's content, so
+a retried or concurrent run converges instead of duplicating:
+
+1. the batch file is written create-only (a second writer finds it there);
+2. its record is created in the documents store with ``announced: false``;
+3. the dataset cursor moves to the batch's last timestamp;
+4. the announcement is published (``data-ready``, or ``alerts`` for a rejected
+   batch) and only then is the record marked ``announced``.
+
+A run that dies between 2 and 4 leaves a record that is not announced; every
+run first announces such records, so no stored batch goes unannounced and no
+announcement names a batch that is not stored. Announcements are therefore
+at-least-once: consumers deduplicate by batch id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping
+
+from shared.platform import names
+from shared.platform.backends import Backends
+from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
+from shared.platform.durations import parse_duration
+from shared.core.frames import ISO_FORMAT, ParseError, content_hash, parse_records, to_canonical_csv
+from shared.platform.http import ApiError, field_error, unknown_fields
+from shared.platform.log import get_logger
+from shared.platform.ports import AlreadyExists, where
+from shared.collect.quality import Check, QualityReport, parse_iso_timestamp, validate
+from shared.platform.settings import Settings
+from shared.platform.timefmt import iso_utc
+from shared.collect.sources import Source, SourceUnavailable
+
+log = get_logger("collect")
+REQUEST_FIELDS = ("source", "window", "start")
+
+
+@dataclass(frozen=True)
+class CollectRequest:
+    """What one call asks for: which sources, how long a window, optionally where to start."""
+
+    sources: tuple[str, ...]
+    window: timedelta
+    start: datetime | None = None
+
+
+def parse_request(body: Mapping[str, Any], settings: Settings, spec: DatasetSpec,
+                  known_sources: list[str]) -> CollectRequest:
+    """Validate a collect_data body; ApiError(400) lists every offending field."""
+    errors = unknown_fields(body, REQUEST_FIELDS)
+    sources = tuple(known_sources)
+    if "source" in body:
+        if not isinstance(body["source"], str) or body["source"] not in known_sources:
+            errors.append(field_error("source", "unknown source", allowed=known_sources))
+        else:
+            sources = (body["source"],)
+    window = parse_duration(settings.collect_window)
+    if "window" in body:
+        try:
+            window = parse_duration(body["window"])
+        except ValueError as exc:
+            errors.append(field_error("window", str(exc)))
+        else:
+            if window < spec.interval:
+                errors.append(field_error("window", f"shorter than the series interval {spec.interval}"))
+    start = None
+    if "start" in body:
+        start = parse_iso_timestamp(body["start"], spec) if isinstance(body["start"], str) else None
+        if start is None:
+            errors.append(field_error("start", "not an ISO 8601 timestamp"))
+    if errors:
+        raise ApiError(400, "invalid collect request", errors)
+    return CollectRequest(sources, window, start)
+
+
+def _iso(ts: Any) -> str:
+    return ts.strftime(ISO_FORMAT)
+
+
+class Collector:
+    """Runs collections for one dataset on one set of backends."""
+
+    def __init__(self, settings: Settings, backends: Backends, spec: DatasetSpec,
+                 sources: Mapping[str, Source], clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.spec = spec
+        self.sources = dict(sources)
+        self.clock = clock
+
+    # -- state ----------------------------------------------------------------------
+
+    def last_stored(self) -> Any:
+        """The newest stored timestamp of the dataset, or None before the first batch."""
+        import pandas as pd
+
+        cursor = self.backends.documents.get(names.CURSORS, self.spec.name)
+        return pd.Timestamp(cursor["last_timestamp"]) if cursor else None
+
+    def _advance_cursor(self, end: str, batch_id: str) -> None:
+        def move(txn: Any) -> None:
+            current = txn.get(names.CURSORS, self.spec.name)
+            if current and current["last_timestamp"] >= end:
+                return
+            txn.set(names.CURSORS, self.spec.name,
+                    {"last_timestamp": end, "batch_id": batch_id, "updated_at": iso_utc()})
+
+        self.backends.documents.transaction(move)
+
+    # -- announcing -----------------------------------------------------------------
+
+    def _announce(self, record: Mapping[str, Any]) -> str:
+        batch_id = record["batch_id"]
+        if record["status"] == "accepted":
+            topic = self.settings.topic_data_ready
+            payload = {k: record[k] for k in ("batch_id", "dataset", "source", "rows", "start",
+                                              "end", "quality_score", "object")}
+        else:
+            topic = self.settings.topic_alerts
+            shortfall = record["quality_score"] < self.settings.quality_threshold / 1.5
+            payload = {"kind": "batch_rejected", "severity": "high" if shortfall else "medium",
+                       "metric": "quality_score", "value": record["quality_score"],
+                       "threshold": self.settings.quality_threshold,
+                       **{k: record[k] for k in ("batch_id", "dataset", "source", "reasons", "object")}}
+        message_id = self.backends.events.publish(
+            topic, payload, {"batch_id": batch_id, "dataset": self.spec.name, "kind": record["status"]})
+
+        def mark(txn: Any) -> None:
+            current = txn.get(names.BATCHES, batch_id) or dict(record)
+            txn.set(names.BATCHES, batch_id, {**current, "announced": True,
+                                              "message_id": message_id, "announced_at": iso_utc()})
+
+        self.backends.documents.transaction(mark)
+        log.info("batch announced", fields={"batch_id": batch_id, "topic": topic,
+                                            "message_id": message_id})
+        return message_id
+
+    def announce_pending(self) -> int:
+        """Announce stored batches whose announcement a failed run left unsent."""
+        pending = self.backends.documents.query(where(names.BATCHES, ("announced", "==", False)))
+        for _, record in pending:
+            self._announce(record)
+        return len(pending)
+
+    # -- storing --------------------------------------------------------------------
+
+    def _partition(self, prefix: str, source: str, day: str) -> str:
+        return f"{prefix}{source}/date={day}/"
+
+    def _create(self, name: str, data: bytes, content_type: str) -> None:
+        try:
+            self.backends.blobs.create(name, data, content_type)
+        except AlreadyExists:
+            log.info("object already stored by an earlier run", fields={"object": name})
+
+    def _record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Create the batch record, or return the one an earlier run created."""
+        try:
+            self.backends.documents.create(names.BATCHES, record["batch_id"], record)
+            return record
+        except AlreadyExists:
+            return self.backends.documents.get(names.BATCHES, record["batch_id"]) or record
+
+    def _store_accepted(self, source: str, report: QualityReport, base: dict[str, Any]) -> dict[str, Any]:
+        clean = report.clean
+        assert clean is not None
+        body = to_canonical_csv(clean, self.spec)
+        start, end = _iso(clean[TIMESTAMP].iloc[0]), _iso(clean[TIMESTAMP].iloc[-1])
+        batch_id = f"{source}-{clean[TIMESTAMP].iloc[0]:%Y%m%dT%H%M}-{content_hash(body)[:12]}"
+        folder = self._partition(names.RAW, source, start[:10])
+        obj = f"{folder}{batch_id}.csv"
+        self._create(obj, body, "text/csv")
+        if report.dropped is not None and len(report.dropped):
+            dropped = report.dropped.to_csv(index=False).encode()
+            self._create(f"{self._partition(names.QUARANTINE, source, start[:10])}{batch_id}-dropped.csv",
+                         dropped, "text/csv")
+        record = self._record({**base, "batch_id": batch_id, "status": "accepted",
+                               "rows": int(len(clean)), "start": start, "end": end,
+                               "object": obj, "sha256": content_hash(body)})
+        self._advance_cursor(end, batch_id)
+        return record
+
+    def _store_rejected(self, source: str, raw: bytes, fmt: str, base: dict[str, Any]) -> dict[str, Any]:
+        digest = content_hash(raw)
+        day = datetime.fromtimestamp(self.clock(), timezone.utc).strftime("%Y-%m-%d")
+        batch_id = f"{source}-rejected-{digest[:16]}"
+        folder = self._partition(names.QUARANTINE, source, day)
+        obj = f"{folder}{batch_id}.{fmt}"
+        self._create(obj, raw, "text/csv" if fmt == "csv" else "application/json")
+        self._create(f"{folder}{batch_id}.reasons.json",
+                     json.dumps({"reasons": base["reasons"], "checks": base["checks"]}, indent=1).encode(),
+                     "application/json")
+        return self._record({**base, "batch_id": batch_id, "status": "rejected", "object": obj,
+                             "sha256": digest})
+
+    # -- one source -----------------------------------------------------------------
+
+    def collect_source(self, name: str, window: timedelta, start: datetime | None) -> dict[str, Any]:
+        """Collect one window from one source; the result is the response body for it."""
+        source = self.sources[name]
+        last = self.last_stored()
+        begin = start or (last + self.spec.interval if last is not None else None)
+        try:
+            fetched = source.fetch(begin, window)
+        except SourceUnavailable as exc:
+            log.error("source unavailable", fields={"source": name, "error": str(exc)})
+            return {"status": "failed", "source": name, "error": str(exc)}
+        try:
+            report = validate(parse_records(fetched.raw, fetched.format), self.spec, last,
+                              self.settings.quality_threshold)
+        except ParseError as exc:
+            check = Check("parse", 1, 1, str(exc))
+            report = QualityReport(checks=[check], score=0.0, accepted=False, new_rows=1,
+                                   reasons=[f"parse: {exc}"])
+        base = {"dataset": self.spec.name, "source": name, "quality_score": report.score,
+                "checks": [c.as_dict() for c in report.checks], "reasons": report.reasons,
+                "duplicates_dropped": report.overlap_rows, "fallback_used": fetched.fallback_used,
+                "fallback_reason": fetched.fallback_reason, "from_cache": fetched.from_cache,
+                "collected_at": iso_utc(), "announced": False,
+                "window": {"start": _iso(fetched.start) if fetched.start is not None else None,
+                           "end": _iso(fetched.start + window) if fetched.start is not None else None}}
+        if report.nothing_new:
+            return {**base, "status": "nothing_new", "rows": 0}
+        if report.accepted:
+            base["rows_dropped"] = int(len(report.dropped)) if report.dropped is not None else 0
+            record = self._store_accepted(name, report, base)
+        else:
+            record = self._store_rejected(name, fetched.raw, fetched.format, base)
+        if not record.get("announced"):
+            record = {**record, "message_id": self._announce(record), "announced": True}
+        log.info("batch collected", fields={k: record.get(k) for k in (
+            "batch_id", "status", "rows", "start", "end", "quality_score", "fallback_used")})
+        return record
+
+    def run(self, request: CollectRequest) -> tuple[dict[str, Any], int]:
+        """Collect from every requested source; 502 when a source failed outright."""
+        self.announce_pending()
+        results = [self.collect_source(name, request.window, request.start)
+                   for name in request.sources]
+        status = 502 if any(r["status"] == "failed" for r in results) else 200
+        body = results[0] if len(results) == 1 else {"results": results}
+        return body, status

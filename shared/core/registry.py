@@ -1,0 +1,239 @@
+"""The model registry: artifacts, version records, production pointers, history.
+
+- Artifacts live create-only under ``models/<target>/<version>/``: ``model.npz``
+  (plain arrays, loaded with ``allow_pickle=False``), ``reference.npz`` and
+  ``metadata.json``. The registry keeps each file's sha256; a load checks it.
+- ``models/<version>`` records a version's status: candidate, production,
+  rejected or archived, with reasons.
+- ``production/<target>`` points at the serving version. Promotion and rollback
+  move it in one transaction that compares the previous version, updates both
+  version records, and appends to ``promotions``; ``model-updated`` is published
+  only after that commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from shared.platform import names
+from shared.platform.backends import Backends
+from shared.core.forest import TreeEnsemble
+from shared.platform.log import get_logger
+from shared.platform.ports import AlreadyExists, NotFound, where
+from shared.platform.settings import Settings
+from shared.platform.timefmt import iso_utc
+
+log = get_logger("registry")
+CANDIDATE, PRODUCTION, REJECTED, ARCHIVED = "candidate", "production", "rejected", "archived"
+MODEL_FILE, REFERENCE_FILE, METADATA_FILE = "model.npz", "reference.npz", "metadata.json"
+
+
+class ArtifactError(ValueError):
+    """An artifact is missing, corrupt, or does not match its recorded sha256."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pack_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Arrays as .npz bytes: compressed, no pickled objects, and byte-for-byte
+    reproducible (fixed member timestamps, sorted names), so the same model has the
+    same sha256 on every run."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
+
+
+def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """Arrays from .npz bytes; refuses pickled objects."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise ArtifactError(f"not a readable array archive: {exc}") from exc
+
+
+def ensembles_to_bytes(ensembles: Mapping[str, TreeEnsemble]) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    for variant, ensemble in ensembles.items():
+        arrays.update(ensemble.to_arrays(f"{variant}/"))
+    return pack_arrays(arrays)
+
+
+def ensembles_from_bytes(data: bytes, variants: list[str]) -> dict[str, TreeEnsemble]:
+    arrays = unpack_arrays(data)
+    try:
+        return {v: TreeEnsemble.from_arrays(arrays, f"{v}/") for v in variants}
+    except KeyError as exc:
+        raise ArtifactError(f"artifact lacks {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What a promotion attempt did: whether it won, and the version now serving."""
+
+    won: bool
+    target: str
+    version: str
+    current: str | None
+    reason: str = ""
+
+
+class Registry:
+    """Registry operations on one set of backends."""
+
+    def __init__(self, settings: Settings, backends: Backends) -> None:
+        self.settings = settings
+        self.backends = backends
+
+    # -- artifacts ------------------------------------------------------------------
+
+    def artifact_prefix(self, target: str, version: str) -> str:
+        return f"{names.MODEL_ARTIFACTS}{target}/{version}/"
+
+    def write_artifact(self, target: str, version: str, files: Mapping[str, bytes]) -> dict[str, str]:
+        """Write each file create-only; returns name -> object path.
+
+        A rerun of the same training finds the model files identical (they are
+        reproducible); its metadata differs only in ``created_at`` and the first
+        one written is kept.
+        """
+        written = {}
+        for name, data in files.items():
+            obj = self.artifact_prefix(target, version) + name
+            try:
+                self.backends.blobs.create(obj, data, "application/json" if name.endswith(".json")
+                                           else "application/octet-stream")
+            except AlreadyExists:
+                if name != METADATA_FILE and sha256(self.backends.blobs.read(obj)) != sha256(data):
+                    raise ArtifactError(f"{obj} exists with different content") from None
+            written[name] = obj
+        return written
+
+    def read_verified(self, obj: str, expected_sha256: str) -> bytes:
+        """An artifact file's bytes, after checking them against the registry's sha256."""
+        try:
+            data = self.backends.blobs.read(obj)
+        except NotFound as exc:
+            raise ArtifactError(f"{obj} is missing") from exc
+        if sha256(data) != expected_sha256:
+            raise ArtifactError(f"{obj} does not match its recorded sha256")
+        return data
+
+    def load_ensembles(self, record: Mapping[str, Any]) -> dict[str, TreeEnsemble]:
+        """The version's ensembles, verified; ArtifactError when it cannot serve."""
+        data = self.read_verified(record["artifact"], record["sha256"])
+        return ensembles_from_bytes(data, list(record["variants"]))
+
+    # -- records --------------------------------------------------------------------
+
+    def get(self, version: str) -> dict[str, Any] | None:
+        return self.backends.documents.get(names.MODELS, version)
+
+    def production(self, target: str) -> dict[str, Any] | None:
+        return self.backends.documents.get(names.PRODUCTION, target)
+
+    def record(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a version record, or return the one a previous run created."""
+        try:
+            self.backends.documents.create(names.MODELS, record["version"], dict(record))
+            return dict(record)
+        except AlreadyExists:
+            return self.get(record["version"]) or dict(record)
+
+    def reject(self, version: str, reasons: list[str]) -> None:
+        def change(txn: Any) -> None:
+            current = txn.get(names.MODELS, version)
+            if current and current["status"] == CANDIDATE:
+                txn.set(names.MODELS, version, {**current, "status": REJECTED, "reasons": reasons,
+                                                "decided_at": iso_utc(timespec="microseconds")})
+
+        self.backends.documents.transaction(change)
+
+    def versions(self, target: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A target's versions, newest first."""
+        found = self.backends.documents.query(where(names.MODELS, ("target", "==", target),
+                                                    order_by="created_at", descending=True,
+                                                    limit=limit))
+        return [doc for _, doc in found]
+
+    def history(self, target: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A target's promotions and rollbacks, newest first."""
+        found = self.backends.documents.query(where(names.PROMOTIONS, ("target", "==", target),
+                                                    order_by="at", descending=True, limit=limit))
+        return [doc for _, doc in found]
+
+    # -- promotion ------------------------------------------------------------------
+
+    def _move(self, target: str, version: str, expected: str | None, action: str, reason: str,
+              actor: str, allowed: tuple[str, ...]) -> Promotion:
+        def move(txn: Any) -> Promotion:
+            pointer = txn.get(names.PRODUCTION, target)
+            current = pointer["version"] if pointer else None
+            if current != expected:
+                return Promotion(False, target, version, current,
+                                 f"production moved to {current} before this {action} committed")
+            record = txn.get(names.MODELS, version)
+            previous = txn.get(names.MODELS, current) if current else None
+            if record is None or record["target"] != target or record["status"] not in allowed:
+                status = record["status"] if record else "missing"
+                return Promotion(False, target, version, current,
+                                 f"{version} is {status}; {action} needs one of {allowed}")
+            now = iso_utc(timespec="microseconds")
+            txn.set(names.PRODUCTION, target, {
+                "target": target, "version": version, "previous_version": current,
+                "promoted_at": now, "reason": reason, "action": action, "actor": actor,
+                "artifact": record["artifact"], "sha256": record["sha256"],
+                "variants": record["variants"], "metrics": record.get("metrics", {}).get("served", {})})
+            txn.set(names.MODELS, version, {**record, "status": PRODUCTION, "promoted_at": now})
+            if previous is not None and current != version:
+                txn.set(names.MODELS, current, {**previous, "status": ARCHIVED, "archived_at": now})
+            txn.create(names.PROMOTIONS, f"{target}-{now.replace(':', '').replace('+', 'Z')}-{action}", {
+                "target": target, "action": action, "from_version": current, "to_version": version,
+                "reason": reason, "actor": actor, "at": now})
+            return Promotion(True, target, version, version, reason)
+
+        outcome = self.backends.documents.transaction(move)
+        log.info(f"{action} {'committed' if outcome.won else 'refused'}", fields={
+            "target": target, "version": version, "current": outcome.current, "reason": outcome.reason})
+        return outcome
+
+    def promote(self, target: str, version: str, expected: str | None, reason: str,
+                actor: str = "retrain") -> Promotion:
+        """Make a candidate serve, if production is still ``expected``."""
+        return self._move(target, version, expected, "promote", reason, actor, (CANDIDATE,))
+
+    def rollback(self, target: str, version: str, reason: str, actor: str = "operator") -> Promotion:
+        """Make an earlier (archived) version serve again."""
+        pointer = self.production(target)
+        current = pointer["version"] if pointer else None
+        if current == version:
+            return Promotion(False, target, version, current, f"{version} is already serving")
+        return self._move(target, version, current, "rollback", reason, actor, (ARCHIVED,))
+
+    def announce(self, promotions: list[Promotion], cause: str, extra: Mapping[str, Any] | None = None) -> str | None:
+        """Publish model-updated for committed promotions (after the commit, never before)."""
+        won = [p for p in promotions if p.won]
+        if not won:
+            return None
+        targets = {}
+        for p in won:
+            pointer = self.production(p.target) or {}
+            targets[p.target] = {k: pointer.get(k) for k in ("version", "artifact", "sha256", "metrics",
+                                                            "previous_version")}
+        payload = {"cause": cause, "targets": targets, **dict(extra or {})}
+        return self.backends.events.publish(self.settings.topic_model_updated, payload,
+                                            {"cause": cause, "targets": ",".join(sorted(targets))})

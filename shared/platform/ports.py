@@ -1,0 +1,213 @@
+"""The three ports the functions talk to, and the errors every adapter raises.
+
+Each port has a Google Cloud adapter on the real client library and an embedded
+adapter for one machine (``shared/platform/backends``). Both obey the same contract tests
+(``tests/contract``). Stored documents and event payloads are JSON-compatible
+values; timestamps travel as ISO 8601 strings so both adapters sort them alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+
+class StoreError(Exception):
+    """Base of the errors the ports define."""
+
+
+class NotFound(StoreError, LookupError):
+    """The blob or document does not exist."""
+
+
+class AlreadyExists(StoreError):
+    """A create-only write found the name already taken."""
+
+
+class PreconditionFailed(StoreError):
+    """A compare-and-swap found a different generation than expected."""
+
+
+class ReadAfterWrite(StoreError):
+    """A transaction read after it wrote; Firestore requires every read first."""
+
+
+class BlobStore(Protocol):
+    """Objects by name: Cloud Storage bucket or a local directory."""
+
+    def read(self, name: str) -> bytes:
+        """The object's bytes; NotFound when absent."""
+
+    def read_with_generation(self, name: str) -> tuple[bytes, int]:
+        """The object's bytes and the generation they belong to; NotFound when absent."""
+
+    def write(self, name: str, data: bytes, content_type: str | None = None) -> int:
+        """Write unconditionally; returns the new generation."""
+
+    def create(self, name: str, data: bytes, content_type: str | None = None) -> int:
+        """Write only if absent; AlreadyExists otherwise. Returns the generation."""
+
+    def write_if_generation(self, name: str, data: bytes, generation: int,
+                            content_type: str | None = None) -> int:
+        """Compare-and-swap: write only if the current generation is ``generation``.
+
+        Generation 0 means "must not exist". PreconditionFailed otherwise.
+        """
+
+    def exists(self, name: str) -> bool:
+        """Whether the object exists."""
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Names starting with ``prefix``, sorted."""
+
+    def delete(self, name: str) -> bool:
+        """Delete; False when it was already absent."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that failed every delivery attempt to one subscriber."""
+
+    id: str
+    topic: str
+    subscription: str
+    data: Mapping[str, Any]
+    attributes: Mapping[str, str]
+    delivery_attempts: int
+    message_id: str
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Pub/Sub's subscription retry and dead-letter settings."""
+
+    max_attempts: int = 5
+    min_backoff: float = 1.0
+    max_backoff: float = 60.0
+    ack_deadline: float = 600.0
+
+    def backoff(self, attempts: int) -> float:
+        """Delay before the next try after ``attempts`` failed ones."""
+        return min(self.max_backoff, self.min_backoff * 2 ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    """A subscriber: messages on ``topic`` are POSTed to ``endpoint`` as Pub/Sub pushes them.
+
+    ``endpoint`` is an http(s) URL, or for the embedded bus ``wsgi://<app><path>``
+    naming an app attached in this process. Retry and dead-letter policy come
+    from the settings (``EVENT_*``).
+    """
+
+    name: str
+    topic: str
+    endpoint: str
+
+
+class EventBus(Protocol):
+    """Pub/Sub topics: JSON messages with string attributes."""
+
+    def ensure_topic(self, topic: str) -> None:
+        """Declare a topic (idempotent)."""
+
+    def ensure_push_subscription(self, subscription: PushSubscription) -> None:
+        """Declare a push subscription with the retry and dead-letter policy (idempotent)."""
+
+    def publish(self, topic: str, data: Mapping[str, Any],
+                attributes: Mapping[str, str] | None = None) -> str:
+        """Publish one message and wait until the bus holds it; returns its id."""
+
+    def dead_letters(self, topic: str) -> list[DeadLetter]:
+        """Messages on ``topic`` parked after their last failed delivery."""
+
+    def replay_dead_letter(self, topic: str, dead_letter_id: str) -> str:
+        """Publish a dead letter again on its topic and drop it; returns the new message id."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A field condition in a query: ``field op value`` with op one of == < <= > >=."""
+
+    field: str
+    op: str
+    value: Any
+
+    OPS = ("==", "<", "<=", ">", ">=")
+
+    def __post_init__(self) -> None:
+        if self.op not in self.OPS:
+            raise ValueError(f"unsupported query operator {self.op!r}; use one of {self.OPS}")
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query on one collection: filters, one ordering field, a limit."""
+
+    collection: str
+    filters: Sequence[Filter] = field(default_factory=tuple)
+    order_by: str | None = None
+    descending: bool = False
+    limit: int | None = None
+
+
+class Transaction(Protocol):
+    """Reads and writes that commit together. Read everything before writing."""
+
+    def get(self, collection: str, doc_id: str) -> Doc | None:
+        """The document as of the transaction's snapshot, or None."""
+
+    def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        """Replace the document at commit."""
+
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        """Create at commit; the whole transaction fails with AlreadyExists if it exists."""
+
+
+class DocumentStore(Protocol):
+    """Documents by collection and id: Firestore or SQLite."""
+
+    def get(self, collection: str, doc_id: str) -> Doc | None:
+        """The document, or None."""
+
+    def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        """Create or replace."""
+
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        """Create only if absent; AlreadyExists otherwise."""
+
+    def delete(self, collection: str, doc_id: str) -> None:
+        """Delete (no error when absent)."""
+
+    def transaction(self, fn: Callable[[Transaction], T]) -> T:
+        """Run ``fn`` in a transaction and commit its writes atomically.
+
+        ``fn`` may run more than once when transactions collide, so it must not
+        have side effects outside the transaction object.
+        """
+
+    def query(self, query: Query) -> list[tuple[str, Doc]]:
+        """(id, document) pairs matching the query."""
+
+
+def read_modify_write(store: DocumentStore, collection: str, doc_id: str,
+                      change: Callable[[Doc | None], Mapping[str, Any]]) -> Doc:
+    """Atomically replace a document with ``change(current)``; returns what was written."""
+
+    def run(txn: Transaction) -> Doc:
+        new = dict(change(txn.get(collection, doc_id)))
+        txn.set(collection, doc_id, new)
+        return new
+
+    return store.transaction(run)
+
+
+def where(collection: str, *conditions: tuple[str, str, Any], order_by: str | None = None,
+          descending: bool = False, limit: int | None = None) -> Query:
+    """A Query built from ``(field, op, value)`` tuples."""
+    return Query(collection, tuple(Filter(*c) for c in conditions), order_by, descending, limit)
+

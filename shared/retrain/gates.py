@@ -1,0 +1,100 @@
+"""Validation gates a candidate must pass before it may serve (pure).
+
+Thresholds come from the dataset spec's ``gates`` section: ``defaults`` merged
+with ``targets.<name>``. Every gate is recorded with its value and threshold;
+a gate that cannot apply (no production model yet) is recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from shared.core.dataset_spec import DatasetSpec
+
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Bounds for one target. ``None`` turns a bound off."""
+
+    mape_max: float | None = 5.0
+    r2_min: float | None = 0.90
+    rmse_max: float | None = None
+    # The candidate's MAPE must be at most the seasonal-naive MAPE x (1 - skill_margin).
+    skill_margin: float = 0.0
+    # ... and at most the production model's MAPE x (1 + champion_tolerance).
+    champion_tolerance: float = 0.10
+
+
+def gate_config(spec: DatasetSpec, target: str) -> GateConfig:
+    """The target's gate bounds from the spec (defaults, then per-target overrides)."""
+    section = spec.section("gates")
+    merged = {**dict(section.get("defaults", {})), **dict(section.get("targets", {}).get(target, {}))}
+    merged.pop("note", None)
+    known = set(GateConfig.__dataclass_fields__)
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ValueError(f"unknown gate settings for {target}: {unknown}")
+    return GateConfig(**merged)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's outcome with the value it judged and the bound it used."""
+
+    name: str
+    status: str
+    value: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _bound(name: str, value: float, threshold: float | None, upper: bool, detail: str) -> GateResult:
+    if threshold is None:
+        return GateResult(name, SKIPPED, value, None, "no bound configured")
+    ok = math.isfinite(value) and (value <= threshold if upper else value >= threshold)
+    return GateResult(name, PASSED if ok else FAILED, value, threshold, detail)
+
+
+def data_gate(train_rows: int, holdout_rows: int, min_train_rows: int, min_holdout_rows: int) -> GateResult:
+    """Enough rows with complete history for training, and a full enough holdout."""
+    ok = train_rows >= min_train_rows and holdout_rows >= min_holdout_rows
+    return GateResult("data", PASSED if ok else FAILED, float(train_rows), float(min_train_rows),
+                      f"{train_rows} training rows (need {min_train_rows}), {holdout_rows} holdout "
+                      f"rows (need {min_holdout_rows})")
+
+
+def evaluate(config: GateConfig, metrics: Mapping[str, float], naive: Mapping[str, float],
+             champion: Mapping[str, float] | None) -> list[GateResult]:
+    """The absolute, skill and champion/challenger gates for a candidate's holdout metrics."""
+    mape = metrics["mape"]
+    results = [
+        _bound("mape", mape, config.mape_max, True, "holdout MAPE (%)"),
+        _bound("r2", metrics["r2"], config.r2_min, False, "holdout R²"),
+        _bound("rmse", metrics["rmse"], config.rmse_max, True, "holdout RMSE"),
+        _bound("skill", mape, naive["mape"] * (1 - config.skill_margin), True,
+               f"must beat seasonal-naive MAPE {naive['mape']:.3f}"),
+    ]
+    if champion is None:
+        results.append(GateResult("champion", SKIPPED, mape, None, "no production model"))
+    else:
+        results.append(_bound("champion", mape, champion["mape"] * (1 + config.champion_tolerance), True,
+                              f"production MAPE {champion['mape']:.3f} on the same holdout"))
+    return results
+
+
+def passed(results: list[GateResult]) -> bool:
+    """True when no gate failed."""
+    return all(r.status != FAILED for r in results)
+
+
+def failures(results: list[GateResult]) -> list[str]:
+    """Human-readable reasons of the failed gates."""
+    return [f"{r.name}: {r.value:.4g} vs {r.threshold:.4g} ({r.detail})" if r.threshold is not None
+            and r.value is not None else f"{r.name}: {r.detail}" for r in results if r.status == FAILED]

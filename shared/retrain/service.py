@@ -1,0 +1,239 @@
+"""One retrain, from a data-ready event to model-updated.
+
+claim the event -> extend the processed dataset by the batch -> train both
+variants of every target -> gate -> write artifacts and registry records ->
+promote (compare-and-swap) -> publish model-updated.
+
+Version ids derive from the dataset version, the training configuration and the
+code version, so a rerun of the same event after a crash produces the same
+version, finds its artifacts and records, and finishes instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from shared.retrain import gates
+from shared.platform import names
+from shared.platform.backends import Backends
+from shared.platform.claims import RUNNING, EventClaims
+from shared.core.dataset_spec import DatasetSpec
+from shared.core.features import HISTORY, VARIANTS, HistoryConfig
+from shared.platform.log import get_logger
+from shared.retrain.processed import DatasetVersion, ProcessedData
+from shared.platform.pubsub_push import BadEvent, decode_event
+from shared.core.registry import (CANDIDATE, METADATA_FILE, MODEL_FILE, REFERENCE_FILE, ArtifactError,
+                             Promotion, Registry, ensembles_to_bytes, pack_arrays, sha256)
+from shared.platform.settings import Settings
+from shared.platform.timefmt import iso_utc
+from shared.retrain.training import Prepared, TargetFit, TrainingConfig, evaluate_champion, fit_target, prepare
+
+log = get_logger("retrain")
+
+
+class PermanentFailure(Exception):
+    """An event that can never succeed: recorded and acknowledged, not retried."""
+
+
+class ClaimBusy(RuntimeError):
+    """The event is claimed by a live run; raising makes Pub/Sub deliver it again later."""
+
+
+@dataclass
+class TargetOutcome:
+    """What happened to one target in a retrain."""
+
+    target: str
+    version: str
+    decision: str
+    reasons: list[str]
+    promotion: Promotion | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "version": self.version, "decision": self.decision,
+                "reasons": self.reasons}
+
+
+def library_versions() -> dict[str, str]:
+    import pandas
+    import sklearn
+
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
+
+
+class Retrainer:
+    """Retrains one dataset's targets on one set of backends."""
+
+    def __init__(self, settings: Settings, backends: Backends, spec: DatasetSpec,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.spec = spec
+        self.config = TrainingConfig.from_spec(spec, {"params": {
+            **dict(spec.section("training").get("params", {})), **json.loads(settings.training_params)}})
+        self.registry = Registry(settings, backends)
+        self.processed = ProcessedData(backends, spec)
+        self.claims = EventClaims(backends.documents, settings.claim_lease_seconds, clock)
+
+    # -- event handling -------------------------------------------------------------
+
+    def handle(self, cloud_event: Any) -> dict[str, Any]:
+        """Process one data-ready CloudEvent; raises only for failures worth a redelivery."""
+        try:
+            message = decode_event(cloud_event)
+        except BadEvent as exc:
+            event_id = str(cloud_event["id"])
+            claim = self.claims.claim(event_id, topic="data-ready")
+            if claim.acquired:
+                self.claims.failed(event_id, claim.owner, f"undecodable event: {exc}")
+            log.error("undecodable data-ready event acknowledged", fields={"event_id": event_id,
+                                                                             "error": str(exc)})
+            return {"status": "failed", "reason": str(exc)}
+        claim = self.claims.claim(message.id, topic="data-ready", batch_id=message.data.get("batch_id"))
+        if not claim.acquired and claim.state == RUNNING:
+            # Another delivery holds a live claim. Acknowledging would lose the event
+            # if that run has crashed: ask for a redelivery, which finds the work done
+            # or takes over the claim once its lease has run out.
+            raise ClaimBusy(f"event {message.id} is being processed by another delivery")
+        if not claim.acquired:
+            log.info("duplicate delivery, no work", fields={"event_id": message.id, "state": claim.state})
+            return {"status": "duplicate", "state": claim.state}
+        try:
+            summary = self.retrain(message.data)
+        except PermanentFailure as exc:
+            self.claims.failed(message.id, claim.owner, str(exc))
+            log.error("data-ready event cannot succeed; acknowledged", fields={
+                "event_id": message.id, "reason": str(exc)})
+            return {"status": "failed", "reason": str(exc)}
+        except Exception as exc:
+            self.claims.release(message.id, claim.owner, f"{type(exc).__name__}: {exc}")
+            raise
+        self.claims.done(message.id, claim.owner, outcome=summary)
+        return summary
+
+    # -- one retrain ----------------------------------------------------------------
+
+    def _batch(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        batch_id = data.get("batch_id")
+        if not isinstance(batch_id, str) or not batch_id:
+            raise PermanentFailure("event names no batch_id")
+        try:
+            record = self.backends.documents.get(names.BATCHES, batch_id)
+        except ValueError as exc:
+            raise PermanentFailure(f"invalid batch id {batch_id!r}") from exc
+        if record is None:
+            raise PermanentFailure(f"unknown batch {batch_id!r}")
+        if record.get("status") != "accepted":
+            raise PermanentFailure(f"batch {batch_id} is {record.get('status')}, not accepted")
+        return record
+
+    def retrain(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Train, gate and promote for the batch the event announces."""
+        started = time.perf_counter()
+        batch = self._batch(data)
+        dataset, frame = self.processed.extend(batch)
+        prepared = prepare(frame, self.spec, self.config.holdout_days)
+        outcomes = [self._target(prepared, dataset, target) for target in self.spec.target_names]
+        message_id = self.registry.announce(
+            [o.promotion for o in outcomes if o.promotion], cause="retrain",
+            extra={"dataset_version": dataset.version, "batch_id": batch["batch_id"]})
+        summary = {"status": "trained", "dataset_version": dataset.version, "rows": dataset.rows,
+                   "targets": [o.as_dict() for o in outcomes], "model_updated_message_id": message_id,
+                   "seconds": round(time.perf_counter() - started, 3)}
+        log.info("retrain finished", fields=summary)
+        return summary
+
+    def _version_id(self, target: str, dataset: DatasetVersion) -> str:
+        digest = sha256(f"{dataset.sha256}|{self.config.digest()}|{self.settings.code_version}".encode())
+        return f"{target}-{dataset.seq:06d}-{digest[:8]}"
+
+    def _champion(self, target: str, prepared: Prepared) -> tuple[dict[str, Any] | None, dict | None, str]:
+        pointer = self.registry.production(target)
+        if pointer is None:
+            return None, None, ""
+        try:
+            ensembles = self.registry.load_ensembles(pointer)
+            return pointer, evaluate_champion(ensembles, prepared, target), ""
+        except (ArtifactError, KeyError) as exc:
+            log.error("production model cannot be evaluated", fields={"target": target, "error": str(exc)})
+            return pointer, None, f"production model {pointer['version']} unusable: {exc}"
+
+    def _target(self, prepared: Prepared, dataset: DatasetVersion, target: str) -> TargetOutcome:
+        version = self._version_id(target, dataset)
+        existing = self.registry.get(version)
+        if existing is not None and existing["status"] != CANDIDATE:
+            # A rerun after a crash: the decision stands; a promotion is announced again.
+            again = Promotion(True, target, version, version) if existing["status"] == "production" else None
+            return TargetOutcome(target, version, existing["status"], existing.get("reasons", []), again)
+        fit = fit_target(prepared, target, self.config)
+        base = self._record_base(fit, dataset, version)
+        if fit.data_gate.status == gates.FAILED:
+            reasons = gates.failures([fit.data_gate])
+            self.registry.record({**base, "status": "rejected", "reasons": reasons,
+                                  "gates": [fit.data_gate.as_dict()]})
+            return TargetOutcome(target, version, "rejected", reasons)
+
+        pointer, champion, champion_note = self._champion(target, prepared)
+        results = [fit.data_gate, *gates.evaluate(gates.gate_config(self.spec, target),
+                                                  fit.metrics[HISTORY], fit.naive, champion)]
+        if champion_note:
+            results[-1] = gates.GateResult("champion", gates.SKIPPED, None, None, champion_note)
+        record = self._write(fit, base, results, champion)
+        self.registry.record(record)
+        if not gates.passed(results):
+            reasons = gates.failures(results)
+            self.registry.reject(version, reasons)
+            return TargetOutcome(target, version, "rejected", reasons)
+        expected = pointer["version"] if pointer else None
+        reason = (f"passed gates: MAPE {fit.metrics[HISTORY]['mape']:.3f} vs seasonal-naive "
+                  f"{fit.naive['mape']:.3f}" + (f" and production {champion['mape']:.3f}" if champion else ""))
+        promotion = self.registry.promote(target, version, expected, reason)
+        if not promotion.won:
+            self.registry.reject(version, [f"promotion lost: {promotion.reason}"])
+            return TargetOutcome(target, version, "rejected", [f"promotion lost: {promotion.reason}"])
+        return TargetOutcome(target, version, "promoted", [reason], promotion)
+
+    def _record_base(self, fit: TargetFit, dataset: DatasetVersion, version: str) -> dict[str, Any]:
+        return {"version": version, "target": fit.target, "status": CANDIDATE, "created_at": iso_utc(timespec="microseconds"),
+                "dataset": self.spec.name, "dataset_version": dataset.version,
+                "dataset_sha256": dataset.sha256, "rows": fit.rows, "code_version": self.settings.code_version,
+                "lineage": {"dataset_version": dataset.version, "batches": len(dataset.batch_ids),
+                            "last_batch": dataset.batch_ids[-1], "start": dataset.start,
+                            "end": dataset.end, "rows": dataset.rows, "sha256": dataset.sha256}}
+
+    def _write(self, fit: TargetFit, base: dict[str, Any], results: list[gates.GateResult],
+               champion: Mapping[str, float] | None) -> dict[str, Any]:
+        model_bytes = ensembles_to_bytes(fit.ensembles)
+        reference_bytes = pack_arrays(fit.reference_sample)
+        holdout = {"start": str(fit.holdout_timestamps.min()), "end": str(fit.holdout_timestamps.max()),
+                   "rows": int(len(fit.holdout_actual)), "prediction_sha256": fit.prediction_hash}
+        metadata = {
+            **{k: base[k] for k in ("version", "created_at", "target", "dataset", "code_version",
+                                    "lineage")},
+            "estimator": self.config.estimator, "params": dict(self.config.params),
+            "features": {v: list(e.features) for v, e in fit.ensembles.items()},
+            "target_transform": {HISTORY: "ratio_to_level", "no_history": "identity"},
+            "history": asdict(HistoryConfig.from_spec(self.spec)),
+            "metrics": fit.metrics, "seasonal_naive": fit.naive, "champion": champion,
+            "gates": [r.as_dict() for r in results], "holdout": holdout,
+            "library_versions": library_versions(), "sha256": {MODEL_FILE: sha256(model_bytes),
+                                                              REFERENCE_FILE: sha256(reference_bytes)},
+            "reference": fit.reference,
+        }
+        files = self.registry.write_artifact(fit.target, base["version"], {
+            MODEL_FILE: model_bytes, REFERENCE_FILE: reference_bytes,
+            METADATA_FILE: json.dumps(metadata, indent=1, default=str).encode()})
+        return {**base, "metrics": fit.metrics, "seasonal_naive": fit.naive, "champion": champion,
+                "gates": [r.as_dict() for r in results], "holdout": holdout,
+                "variants": list(VARIANTS), "features": metadata["features"],
+                "artifact": files[MODEL_FILE], "sha256": sha256(model_bytes),
+                "reference_artifact": files[REFERENCE_FILE], "reference_sha256": sha256(reference_bytes),
+                "metadata_artifact": files[METADATA_FILE], "size_bytes": len(model_bytes)}
+

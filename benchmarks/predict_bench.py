@@ -29,7 +29,7 @@ OBS = {"Temperature": 12.5, "Humidity": 65.3, "WindSpeed": 0.08, "GeneralDiffuse
        "DiffuseFlows": 95.1, "Timestamp": "2017-02-04T14:30:00"}
 
 
-def prepare_state(state: str) -> dict[str, int]:
+def prepare_state(state: str) -> dict[str, int | None]:
     """Collect five weeks and train, so predict has models and actuals."""
     os.environ.update({"STATE_DIR": state, "LOG_LEVEL": "WARNING"})
     from shared.platform import runtime
@@ -45,7 +45,12 @@ def prepare_state(state: str) -> dict[str, int]:
         SourceConfig("replay", "replay"), spec)}).collect_source("replay", timedelta(days=35), None)
     Retrainer(settings, backends, spec).retrain({"batch_id": batch["batch_id"]})
     registry = Registry(settings, backends)
-    return {t: registry.get(registry.production(t)["version"])["size_bytes"] for t in spec.target_names}
+    sizes = {}
+    for target in spec.target_names:
+        pointer = registry.production(target)
+        version = registry.get(pointer["version"]) if pointer else None
+        sizes[target] = version["size_bytes"] if version else None
+    return sizes
 
 
 def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, bytes]:
@@ -162,7 +167,8 @@ def main() -> None:
         print(f"functions-framework with WORKERS={env['WORKERS']} THREADS={env['THREADS']} "
               f"on {os.cpu_count()} cores; clients on the same machine")
         print("artifact size (model.npz, both variants):",
-              ", ".join(f"{t} {b / 1024:.1f} KiB" for t, b in sizes.items()))
+              ", ".join(f"{t} {b / 1024:.1f} KiB" if b else f"{t} (no production model)"
+                        for t, b in sizes.items()))
         colds = []
         for _ in range(args.cold_starts):
             process, seconds = start_server(free_port())

@@ -31,6 +31,7 @@ def main() -> None:
             import functions_framework
 
             from shared.platform.backends import connect
+            from shared.platform.backends.local_events import LocalEventBus
             from shared.platform.ports import PushSubscription, where
             from shared.platform.settings import Settings
 
@@ -39,6 +40,7 @@ def main() -> None:
             collect = functions_framework.create_app("collect_data", "functions/collect_data/main.py")
             retrain = functions_framework.create_app("retrain", "functions/retrain/main.py", "cloudevent")
             bus = backends.events
+            assert isinstance(bus, LocalEventBus)
             bus.attach("retrain", retrain)
             bus.ensure_push_subscription(PushSubscription(
                 "retrain", settings.topic_data_ready,

@@ -114,8 +114,9 @@ def cmd_rollback(b: Backends, s: Settings, args: argparse.Namespace) -> list[dic
     if not outcome.won:
         raise ValueError(outcome.reason)
     message_id = registry.announce([outcome], cause="rollback")
-    return [{"target": args.target, "version": args.version, "previous": registry.production(
-        args.target)["previous_version"], "model_updated_message_id": message_id}]
+    pointer = registry.production(args.target) or {}
+    return [{"target": args.target, "version": args.version, "previous": pointer.get("previous_version"),
+             "model_updated_message_id": message_id}]
 
 
 COLUMNS = {

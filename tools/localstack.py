@@ -24,12 +24,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import requests
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 from shared.platform import names
+from shared.core.dataset_spec import DatasetSpec
 from shared.platform.backends import Backends, connect
+from shared.platform.backends.local_events import LocalEventBus
 from shared.platform.ports import PushSubscription, where
 from shared.platform.settings import PROJECT_ROOT as ROOT
 from shared.platform.settings import Settings
@@ -132,7 +137,7 @@ class LocalStack:
         self.backends: Backends | None = None
         self._stop_bus = threading.Event()
         self._bus_thread: threading.Thread | None = None
-        self._weather = None
+        self._weather: tuple[DatasetSpec, pd.DataFrame] | None = None
         self.client: PredictClient | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -162,7 +167,7 @@ class LocalStack:
         self.settings = Settings.from_env()
         self.backends = connect(self.settings)
         if self.use_emulators:
-            from google.cloud import storage
+            import google.cloud.storage as storage
 
             storage.Client(project=self.settings.project).create_bucket(self.settings.bucket)
         for topic in self.settings.topics:
@@ -174,6 +179,7 @@ class LocalStack:
             self._wait_ready(self.servers[name])
         self._subscribe()
         if not self.use_emulators:
+            assert isinstance(self.backends.events, LocalEventBus)
             self._bus_thread = threading.Thread(target=self.backends.events.run, args=(self._stop_bus,),
                                                 name="event-bus", daemon=True)
             self._bus_thread.start()

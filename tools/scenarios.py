@@ -88,7 +88,7 @@ def run(raw_csv: bytes, spec: DatasetSpec, config: TrainingConfig, thresholds: T
                                 "mae_change_pct": 100 * (metrics["mae"] / base["mae"] - 1),
                                 "r2_change": metrics["r2"] - base["r2"]}
             conditions.append(accuracy_condition(target, "december", metrics["mape"], base["mape"],
-                                                 metrics["n"], thresholds))
+                                                 int(metrics["n"]), thresholds))
         results[name] = {"drift": [d.as_dict() for d in drifts], "accuracy": accuracy,
                          "alerts": [{"alert": c.key, "severity": c.severity, "value": c.value,
                                      "threshold": c.threshold} for c in conditions if c.firing]}

@@ -86,7 +86,8 @@ class RecentActuals:
             names.BATCHES, ("status", "==", "accepted"), order_by="end", descending=True,
             limit=MAX_BATCHES))
         column_names = [c.name for c in self.spec.value_columns]
-        stamps, values = [], {n: [] for n in column_names}
+        stamps: list[np.ndarray] = []
+        values: dict[str, list[np.ndarray]] = {n: [] for n in column_names}
         for _, batch in found:
             if np.datetime64(batch["end"], "m") < newest - self.reach:
                 break

@@ -57,7 +57,8 @@ def histogram_chart(title: str, reference: np.ndarray, recent: np.ndarray, bins:
                               (f"recent (n={len(recent)})", series[1])])
 
 
-def bar_chart(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]]) -> str:
+def bar_chart(title: str, labels: Sequence[str],
+              series: Sequence[tuple[str, Sequence[float | None]]]) -> str:
     """Grouped bars, one group per label (e.g. MAPE per model version)."""
     values = np.array([[np.nan if v is None else v for v in vals] for _, vals in series], dtype=float)
     finite = values[np.isfinite(values)]

@@ -27,10 +27,6 @@ class AlreadyExists(StoreError):
     """A create-only write found the name already taken."""
 
 
-class PreconditionFailed(StoreError):
-    """A compare-and-swap found a different generation than expected."""
-
-
 class ReadAfterWrite(StoreError):
     """A transaction read after it wrote; Firestore requires every read first."""
 
@@ -41,30 +37,14 @@ class BlobStore(Protocol):
     def read(self, name: str) -> bytes:
         """The object's bytes; NotFound when absent."""
 
-    def read_with_generation(self, name: str) -> tuple[bytes, int]:
-        """The object's bytes and the generation they belong to; NotFound when absent."""
+    def write(self, name: str, data: bytes, content_type: str | None = None) -> None:
+        """Write unconditionally; a reader sees the old bytes or the new ones, never a mix."""
 
-    def write(self, name: str, data: bytes, content_type: str | None = None) -> int:
-        """Write unconditionally; returns the new generation."""
-
-    def create(self, name: str, data: bytes, content_type: str | None = None) -> int:
-        """Write only if absent; AlreadyExists otherwise. Returns the generation."""
-
-    def write_if_generation(self, name: str, data: bytes, generation: int,
-                            content_type: str | None = None) -> int:
-        """Compare-and-swap: write only if the current generation is ``generation``.
-
-        Generation 0 means "must not exist". PreconditionFailed otherwise.
-        """
-
-    def exists(self, name: str) -> bool:
-        """Whether the object exists."""
+    def create(self, name: str, data: bytes, content_type: str | None = None) -> None:
+        """Write only if absent; AlreadyExists otherwise (exactly one of racing creates wins)."""
 
     def list(self, prefix: str = "") -> list[str]:
         """Names starting with ``prefix``, sorted."""
-
-    def delete(self, name: str) -> bool:
-        """Delete; False when it was already absent."""
 
 
 @dataclass(frozen=True)
@@ -192,18 +172,6 @@ class DocumentStore(Protocol):
 
     def query(self, query: Query) -> list[tuple[str, Doc]]:
         """(id, document) pairs matching the query."""
-
-
-def read_modify_write(store: DocumentStore, collection: str, doc_id: str,
-                      change: Callable[[Doc | None], Mapping[str, Any]]) -> Doc:
-    """Atomically replace a document with ``change(current)``; returns what was written."""
-
-    def run(txn: Transaction) -> Doc:
-        new = dict(change(txn.get(collection, doc_id)))
-        txn.set(collection, doc_id, new)
-        return new
-
-    return store.transaction(run)
 
 
 def where(collection: str, *conditions: tuple[str, str, Any], order_by: str | None = None,

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from shared.platform.ports import AlreadyExists, ReadAfterWrite, read_modify_write, where
+from shared.platform.ports import AlreadyExists, ReadAfterWrite, where
 
 NESTED = {"name": "zone1", "rows": 144, "score": 0.97, "ok": True, "none": None,
           "checks": {"ranges": {"passed": True, "value": 1.0}},
@@ -123,9 +123,20 @@ def test_transaction_refuses_a_read_after_a_write(docs):
     assert docs.get("c", "a") is None
 
 
-def test_read_modify_write_returns_what_it_wrote(docs):
-    assert read_modify_write(docs, "c", "n", lambda cur: {"n": (cur or {"n": 0})["n"] + 1}) == {"n": 1}
-    assert read_modify_write(docs, "c", "n", lambda cur: {"n": cur["n"] + 1}) == {"n": 2}
+def increment(docs, collection: str, doc_id: str) -> int:
+    """Read, add one and write back in one transaction; the value written."""
+
+    def run(txn) -> int:
+        n = (txn.get(collection, doc_id) or {"n": 0})["n"] + 1
+        txn.set(collection, doc_id, {"n": n})
+        return n
+
+    return docs.transaction(run)
+
+
+def test_a_transaction_returns_what_its_function_returns(docs):
+    assert increment(docs, "c", "n") == 1
+    assert increment(docs, "c", "n") == 2
     assert docs.get("c", "n") == {"n": 2}
 
 
@@ -156,14 +167,13 @@ def test_two_threads_racing_one_compare_and_swap_exactly_one_wins(docs):
     assert docs.get("pointers", "zone1") == {"version": winner, "history": [winner]}
 
 
-def test_racing_read_modify_writes_lose_nothing(docs):
+def test_racing_transactions_lose_no_increment(docs):
     # Small on purpose: the Firestore client backs off a second or more per collision.
     threads_n, per_thread = 3, 2
 
     def work() -> None:
         for _ in range(per_thread):
-            read_modify_write(docs, "counters", "c",
-                              lambda cur: {"n": (cur or {"n": 0})["n"] + 1})
+            increment(docs, "counters", "c")
 
     threads = [threading.Thread(target=work) for _ in range(threads_n)]
     for t in threads:

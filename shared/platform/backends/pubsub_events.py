@@ -13,7 +13,7 @@ import json
 from typing import Any, Iterator, Mapping
 
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.protobuf import duration_pb2
 
 from shared.platform.ports import DeadLetter, NotFound, PushSubscription, RetryPolicy

@@ -15,8 +15,9 @@ Only numpy is imported here: predict loads this module on its cold-start path.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class HistoryConfig:
     window: int
 
     @classmethod
-    def from_spec(cls, spec: DatasetSpec) -> "HistoryConfig":
+    def from_spec(cls, spec: DatasetSpec) -> HistoryConfig:
         """From the spec's optional ``history`` section (days; defaults 1, 7, 1)."""
         section = spec.section("history")
         per_day = int(round(86400 / spec.interval.total_seconds())) or 1
@@ -65,7 +66,7 @@ def feature_names(spec: DatasetSpec, variant: str) -> list[str]:
     raise ValueError(f"unknown variant {variant!r}")
 
 
-def to_minutes(timestamps: Sequence) -> np.ndarray:
+def to_minutes(timestamps: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Timestamps as datetime64[m] (naive local time of the series)."""
     return np.asarray(timestamps, dtype="datetime64[m]")
 
@@ -156,6 +157,21 @@ def history_features(actuals: Actuals, target: str, ts: np.ndarray, config: Hist
             "r_mean_7d": actuals.window_mean(target, slots, config.lag_long, config.window) / level,
         }
     return columns, level
+
+
+def history_indices(names: Sequence[str]) -> list[int]:
+    """Positions of the history columns among ``names`` (none for ``no_history``)."""
+    return [i for i, name in enumerate(names) if name in HISTORY_COLUMNS]
+
+
+def usable_history(history: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Rows the history model may serve: every history column finite and a finite,
+    non-zero level to multiply by. The one rule for training, holdout scoring (the
+    candidate's and the champion's) and serving, so their metrics describe the same rows.
+
+    ``history`` is a (rows, history columns) matrix; with no columns only ``scale`` counts.
+    """
+    return np.isfinite(np.asarray(history, dtype=float)).all(axis=1) & np.isfinite(scale) & (scale != 0)
 
 
 def matrix(names: Sequence[str], columns: Mapping[str, np.ndarray]) -> np.ndarray:

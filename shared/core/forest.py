@@ -1,29 +1,39 @@
-"""Tree ensembles as plain arrays: exported from scikit-learn, evaluated with numpy.
+"""Tree ensembles as plain arrays, evaluated with numpy.
 
 The artifact holds only numeric arrays (``np.load(..., allow_pickle=False)``), so
 loading a model never executes code from storage, and predict needs numpy, not
-scikit-learn (whose import alone costs about 2 s of cold start).
+scikit-learn (whose import alone costs about 2 s of cold start). The exporter that
+reads scikit-learn's fitted trees lives on the retrain side
+(``shared/retrain/export.py``); this module only holds and evaluates the arrays.
 
 Layout: every node of every tree in flat arrays. A split node sends a row to
 ``children[2 * node]`` when ``x[feature] <= threshold`` (scikit-learn's rule)
-and to ``children[2 * node + 1]`` otherwise; a leaf points to itself, so all
-rows advance in lock-step for ``depth`` steps and end on their leaf. Several
+and to ``children[2 * node + 1]`` otherwise; a missing value (NaN) goes left
+when the node's ``missing_left`` flag is set and right otherwise, exactly as
+scikit-learn's ``missing_go_to_left``. A leaf points to itself, so all rows
+advance in lock-step for ``depth`` steps and end on their leaf. Several
 ensembles (targets, variants) are evaluated in one pass over shared inputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from shared.platform.errors import InvalidData
+
 # Rows per chunk: keeps the (rows x trees) working arrays inside the CPU cache.
 CHUNK_ROWS = 512
+# The array layout's version. Bump it whenever the arrays or their meaning change:
+# a loader refuses any other version rather than evaluate arrays it misreads.
+# Version 2 added ``missing_left``; artifacts before it carry no version at all.
+FORMAT_VERSION = 2
 
 
-class UnsupportedModel(ValueError):
-    """The estimator cannot be exported to arrays."""
+class FormatError(InvalidData):
+    """Arrays in a layout this code does not read (missing or other format version)."""
 
 
 @dataclass(frozen=True)
@@ -31,70 +41,56 @@ class TreeEnsemble:
     """A sum of regression trees plus a baseline, over named input features."""
 
     features: tuple[str, ...]
-    feature: np.ndarray     # int32 [nodes]: input column a split node tests
-    threshold: np.ndarray   # float64 [nodes]: go left when x <= threshold; +inf on leaves
-    children: np.ndarray    # int32 [2 * nodes]: left, right; a leaf points to itself
-    value: np.ndarray       # float64 [nodes]: leaf values (0 on split nodes)
-    roots: np.ndarray       # int32 [trees]
+    feature: np.ndarray       # int32 [nodes]: input column a split node tests
+    threshold: np.ndarray     # float64 [nodes]: go left when x <= threshold; +inf on leaves
+    missing_left: np.ndarray  # bool [nodes]: a NaN goes left (else right); False on leaves
+    children: np.ndarray      # int32 [2 * nodes]: left, right; a leaf points to itself
+    value: np.ndarray         # float64 [nodes]: leaf values (0 on split nodes)
+    roots: np.ndarray         # int32 [trees]
     depth: int
     baseline: float
 
     @property
     def n_trees(self) -> int:
-        return int(len(self.roots))
+        return len(self.roots)
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        """Arrays for ``np.savez`` under ``prefix``."""
-        return {f"{prefix}feature": self.feature, f"{prefix}threshold": self.threshold,
+        """Arrays for ``np.savez`` under ``prefix``, with the format version."""
+        return {f"{prefix}format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+                f"{prefix}feature": self.feature, f"{prefix}threshold": self.threshold,
+                f"{prefix}missing_left": self.missing_left.astype(np.uint8),
                 f"{prefix}children": self.children, f"{prefix}value": self.value,
                 f"{prefix}roots": self.roots,
                 f"{prefix}meta": np.array([self.depth, self.baseline], dtype=float),
                 f"{prefix}features": np.array(self.features, dtype=str)}
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> "TreeEnsemble":
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> TreeEnsemble:
+        """The ensemble stored under ``prefix``; FormatError for another format version,
+        KeyError for a missing array."""
+        version = arrays.get(f"{prefix}format_version")
+        found = None if version is None or np.size(version) != 1 else int(np.ravel(version)[0])
+        if found != FORMAT_VERSION:
+            raise FormatError(f"{prefix or 'ensemble'} has format version {found}, this code reads "
+                              f"{FORMAT_VERSION}; retrain to produce a current artifact")
         meta = arrays[f"{prefix}meta"]
-        return cls(features=tuple(str(f) for f in arrays[f"{prefix}features"]),
-                   feature=arrays[f"{prefix}feature"].astype(np.int32),
-                   threshold=arrays[f"{prefix}threshold"].astype(float),
-                   children=arrays[f"{prefix}children"].astype(np.int32),
-                   value=arrays[f"{prefix}value"].astype(float),
-                   roots=arrays[f"{prefix}roots"].astype(np.int32),
-                   depth=int(meta[0]), baseline=float(meta[1]))
+        ensemble = cls(features=tuple(str(f) for f in arrays[f"{prefix}features"]),
+                       feature=arrays[f"{prefix}feature"].astype(np.int32),
+                       threshold=arrays[f"{prefix}threshold"].astype(float),
+                       missing_left=arrays[f"{prefix}missing_left"].astype(bool),
+                       children=arrays[f"{prefix}children"].astype(np.int32),
+                       value=arrays[f"{prefix}value"].astype(float),
+                       roots=arrays[f"{prefix}roots"].astype(np.int32),
+                       depth=int(meta[0]), baseline=float(meta[1]))
+        nodes = len(ensemble.feature)
+        if not (len(ensemble.threshold) == len(ensemble.missing_left) == len(ensemble.value) == nodes
+                and len(ensemble.children) == 2 * nodes):
+            raise FormatError(f"{prefix or 'ensemble'} has node arrays of different lengths")
+        return ensemble
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions for a (rows, len(features)) float matrix."""
         return EnsembleBank([self], [list(range(len(self.features)))]).predict(X)[:, 0]
-
-
-def from_hist_gradient_boosting(model: Any, features: Sequence[str]) -> TreeEnsemble:
-    """Export a fitted ``HistGradientBoostingRegressor`` (squared error, numeric splits)."""
-    predictors = getattr(model, "_predictors", None)
-    if predictors is None or type(model).__name__ != "HistGradientBoostingRegressor":
-        raise UnsupportedModel(f"cannot export {type(model).__name__}; use HistGradientBoostingRegressor")
-    if type(model._loss).__name__ != "HalfSquaredError":
-        raise UnsupportedModel("only the squared_error loss exports (identity link)")
-    feature, threshold, children, value, roots = [], [], [], [], []
-    depth, offset = 0, 0
-    for (tree,) in predictors:
-        nodes = tree.nodes
-        if nodes["is_categorical"].any():
-            raise UnsupportedModel("categorical splits do not export")
-        leaf = nodes["is_leaf"].astype(bool)
-        idx = np.arange(len(nodes), dtype=np.int64) + offset
-        feature.append(np.where(leaf, 0, nodes["feature_idx"]).astype(np.int32))
-        threshold.append(np.where(leaf, np.inf, nodes["num_threshold"]))
-        left = np.where(leaf, idx, nodes["left"].astype(np.int64) + offset)
-        right = np.where(leaf, idx, nodes["right"].astype(np.int64) + offset)
-        children.append(np.column_stack([left, right]).ravel().astype(np.int32))
-        value.append(np.where(leaf, nodes["value"], 0.0))
-        roots.append(offset)
-        depth = max(depth, int(nodes["depth"].max()))
-        offset += len(nodes)
-    return TreeEnsemble(features=tuple(features), feature=np.concatenate(feature),
-                        threshold=np.concatenate(threshold), children=np.concatenate(children),
-                        value=np.concatenate(value), roots=np.array(roots, dtype=np.int32),
-                        depth=depth, baseline=float(np.ravel(model._baseline_prediction)[0]))
 
 
 class EnsembleBank:
@@ -104,25 +100,40 @@ class EnsembleBank:
     """
 
     def __init__(self, ensembles: Sequence[TreeEnsemble], columns: Sequence[Sequence[int]]) -> None:
-        feature, threshold, children, value, roots, starts = [], [], [], [], [], []
+        feature: list[np.ndarray] = []
+        threshold: list[np.ndarray] = []
+        nan_right: list[np.ndarray] = []
+        children: list[np.ndarray] = []
+        value: list[np.ndarray] = []
+        roots: list[np.ndarray] = []
+        used: list[np.ndarray] = []
+        starts: list[int] = []
         offset = 0
-        for ens, cols in zip(ensembles, columns):
+        for ens, cols in zip(ensembles, columns, strict=True):
             mapping = np.asarray(cols, dtype=np.int32)
             feature.append(mapping[ens.feature])
             threshold.append(ens.threshold)
+            nan_right.append(~ens.missing_left.astype(bool))
             children.append(ens.children + offset)
             value.append(ens.value)
-            starts.append(sum(len(r) for r in roots))
+            starts.append(int(sum(len(r) for r in roots)))
             roots.append(ens.roots + offset)
+            split = ens.children[0::2] != np.arange(len(ens.feature))  # leaves point to themselves
+            used.append(mapping[ens.feature[split]])
             offset += len(ens.feature)
         self.feature = np.concatenate(feature)
         self.threshold = np.concatenate(threshold)
+        self.nan_right = np.concatenate(nan_right)
         self.children = np.concatenate(children)
         self.value = np.concatenate(value)
         self.roots = np.concatenate(roots)
         self.starts = np.asarray(starts, dtype=np.intp)
         self.baselines = np.array([e.baseline for e in ensembles])
         self.depth = max(e.depth for e in ensembles)
+        # The columns some split tests: a NaN elsewhere (e.g. another target's
+        # history column in a shared matrix) never reaches a split, so it does
+        # not force the slower missing-value path.
+        self.used_columns = np.unique(np.concatenate(used)) if used else np.zeros(0, np.int32)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """A (rows, ensembles) matrix of predictions."""
@@ -130,6 +141,9 @@ class EnsembleBank:
         rows, width = X.shape
         out = np.empty((rows, len(self.baselines)))
         trees = len(self.roots)
+        nan_rows = None  # per row: a NaN in a column some split tests
+        if len(self.used_columns) and np.isnan(X).any():  # one cheap scan for the usual all-finite case
+            nan_rows = np.isnan(X[:, self.used_columns]).any(axis=1)
         # Preallocated work arrays: every step writes in place (``out=``), which
         # saves a third of the time over allocating per step.
         size = min(rows, CHUNK_ROWS)
@@ -138,10 +152,13 @@ class EnsembleBank:
         x = np.empty((size, trees))
         threshold = np.empty_like(x)
         go_right = np.empty((size, trees), bool)
+        missing = np.empty_like(go_right)
         for start in range(0, rows, CHUNK_ROWS):
             flat = X[start:start + CHUNK_ROWS].ravel()
             n = len(flat) // width if width else 0
             nd, col, xv, th, gr = node[:n], column[:n], x[:n], threshold[:n], go_right[:n]
+            # Only a chunk holding a NaN in a tested column pays for missing-value routing.
+            has_nan = nan_rows is not None and bool(nan_rows[start:start + n].any())
             nd[:] = self.roots
             row_offset = (np.arange(n, dtype=np.int32) * width)[:, None]
             for _ in range(self.depth):
@@ -149,7 +166,12 @@ class EnsembleBank:
                 np.add(col, row_offset, out=col)
                 np.take(flat, col, out=xv)
                 np.take(self.threshold, nd, out=th)
-                np.greater(xv, th, out=gr)
+                np.greater(xv, th, out=gr)  # NaN > t is False: a NaN lands left here ...
+                if has_nan:  # ... and goes right where the node says missing goes right
+                    miss = missing[:n]
+                    np.isnan(xv, out=miss)
+                    miss &= self.nan_right[nd]
+                    gr |= miss
                 np.multiply(nd, 2, out=col)
                 np.add(col, gr, out=col)
                 np.take(self.children, col, out=nd)

@@ -13,6 +13,7 @@ import json
 from typing import TYPE_CHECKING
 
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
+from shared.platform.errors import InvalidData
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,11 +22,11 @@ FORMATS = ("csv", "json")
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
-class ParseError(ValueError):
+class ParseError(InvalidData):
     """The bytes are not CSV or JSON records at all."""
 
 
-def parse_records(raw: bytes, fmt: str) -> "pd.DataFrame":
+def parse_records(raw: bytes, fmt: str) -> pd.DataFrame:
     """All cells as text (missing as NaN); ParseError for garbage."""
     import pandas as pd
 
@@ -57,7 +58,7 @@ def parse_records(raw: bytes, fmt: str) -> "pd.DataFrame":
     return frame
 
 
-def read_dataset_csv(raw: bytes, spec: DatasetSpec) -> "pd.DataFrame":
+def read_dataset_csv(raw: bytes, spec: DatasetSpec) -> pd.DataFrame:
     """A trusted file of the series (the bundled data) with canonical, typed columns."""
     import pandas as pd
 
@@ -67,14 +68,14 @@ def read_dataset_csv(raw: bytes, spec: DatasetSpec) -> "pd.DataFrame":
     return frame[[TIMESTAMP, *spec.feature_names, *spec.target_names]]
 
 
-def to_canonical_csv(frame: "pd.DataFrame", spec: DatasetSpec) -> bytes:
+def to_canonical_csv(frame: pd.DataFrame, spec: DatasetSpec) -> bytes:
     """The stored form of clean rows: ISO timestamps, canonical columns, full precision."""
     out = frame[[TIMESTAMP, *spec.feature_names, *spec.target_names]].copy()
     out[TIMESTAMP] = out[TIMESTAMP].dt.strftime(ISO_FORMAT)
     return out.to_csv(index=False, lineterminator="\n").encode()
 
 
-def read_canonical_csv(raw: bytes) -> "pd.DataFrame":
+def read_canonical_csv(raw: bytes) -> pd.DataFrame:
     """A stored batch back as a typed frame."""
     import pandas as pd
 

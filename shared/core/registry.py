@@ -3,6 +3,9 @@
 - Artifacts live create-only under ``models/<target>/<version>/``: ``model.npz``
   (plain arrays, loaded with ``allow_pickle=False``), ``reference.npz`` and
   ``metadata.json``. The registry keeps each file's sha256; a load checks it.
+  ``model.npz`` carries the array layout's format version
+  (``shared/core/forest.FORMAT_VERSION``): a load refuses a missing or other
+  version, so a model this code would misread never serves.
 - ``models/<version>`` records a version's status: candidate, production,
   rejected or archived, with reasons.
 - ``production/<target>`` points at the serving version. Promotion and rollback
@@ -13,17 +16,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from shared.core.forest import FormatError, TreeEnsemble
+from shared.core.frames import content_hash
 from shared.platform import names
 from shared.platform.backends import Backends
-from shared.core.forest import TreeEnsemble
+from shared.platform.errors import InvalidData
 from shared.platform.log import get_logger
 from shared.platform.ports import AlreadyExists, NotFound, where
 from shared.platform.settings import Settings
@@ -34,12 +39,9 @@ CANDIDATE, PRODUCTION, REJECTED, ARCHIVED = "candidate", "production", "rejected
 MODEL_FILE, REFERENCE_FILE, METADATA_FILE = "model.npz", "reference.npz", "metadata.json"
 
 
-class ArtifactError(ValueError):
-    """An artifact is missing, corrupt, or does not match its recorded sha256."""
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+class ArtifactError(InvalidData):
+    """An artifact is missing, corrupt, of another format version, or does not match its
+    recorded sha256."""
 
 
 def pack_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -67,6 +69,7 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 
 def ensembles_to_bytes(ensembles: Mapping[str, TreeEnsemble]) -> bytes:
+    """A model artifact: each variant's arrays (with the format version) under ``<variant>/``."""
     arrays: dict[str, np.ndarray] = {}
     for variant, ensemble in ensembles.items():
         arrays.update(ensemble.to_arrays(f"{variant}/"))
@@ -74,11 +77,15 @@ def ensembles_to_bytes(ensembles: Mapping[str, TreeEnsemble]) -> bytes:
 
 
 def ensembles_from_bytes(data: bytes, variants: list[str]) -> dict[str, TreeEnsemble]:
+    """The variants of a model artifact; ArtifactError when missing, unreadable or of
+    another format version (artifacts written before versioning have none)."""
     arrays = unpack_arrays(data)
     try:
         return {v: TreeEnsemble.from_arrays(arrays, f"{v}/") for v in variants}
     except KeyError as exc:
         raise ArtifactError(f"artifact lacks {exc}") from exc
+    except FormatError as exc:
+        raise ArtifactError(f"unsupported artifact format: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ class Registry:
                 self.backends.blobs.create(obj, data, "application/json" if name.endswith(".json")
                                            else "application/octet-stream")
             except AlreadyExists:
-                if name != METADATA_FILE and sha256(self.backends.blobs.read(obj)) != sha256(data):
+                if name != METADATA_FILE and content_hash(self.backends.blobs.read(obj)) != content_hash(data):
                     raise ArtifactError(f"{obj} exists with different content") from None
             written[name] = obj
         return written
@@ -129,7 +136,7 @@ class Registry:
             data = self.backends.blobs.read(obj)
         except NotFound as exc:
             raise ArtifactError(f"{obj} is missing") from exc
-        if sha256(data) != expected_sha256:
+        if content_hash(data) != expected_sha256:
             raise ArtifactError(f"{obj} does not match its recorded sha256")
         return data
 
@@ -144,7 +151,12 @@ class Registry:
         return self.backends.documents.get(names.MODELS, version)
 
     def production(self, target: str) -> dict[str, Any] | None:
+        """One target's production pointer, or None."""
         return self.backends.documents.get(names.PRODUCTION, target)
+
+    def production_pointers(self) -> dict[str, dict[str, Any]]:
+        """Every target's production pointer, ``{target: pointer}``, in one query."""
+        return {doc_id: doc for doc_id, doc in self.backends.documents.query(where(names.PRODUCTION))}
 
     def record(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Create a version record, or return the one a previous run created."""

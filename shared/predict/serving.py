@@ -13,21 +13,31 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 
-from shared.platform import names
 from shared.core.dataset_spec import DatasetSpec
-from shared.core.features import (CYCLES, HISTORY, HISTORY_COLUMNS, NO_HISTORY, VARIANTS, YEARLY, Actuals,
-                             HistoryConfig, calendar, history_features, matrix)
+from shared.core.features import (
+    CYCLES,
+    HISTORY,
+    HISTORY_COLUMNS,
+    NO_HISTORY,
+    VARIANTS,
+    YEARLY,
+    Actuals,
+    HistoryConfig,
+    calendar,
+    history_features,
+    matrix,
+    usable_history,
+)
 from shared.core.forest import EnsembleBank, TreeEnsemble
-from shared.platform.log import get_logger
-from shared.platform.ports import where
 from shared.core.registry import ArtifactError, Registry
+from shared.platform.log import get_logger
 
 log = get_logger("serving")
 # Batches at least this large are split across threads (numpy releases the GIL).
@@ -65,7 +75,7 @@ class Snapshot:
     order: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, spec: DatasetSpec, models: Mapping[str, LoadedModel]) -> "Snapshot":
+    def build(cls, spec: DatasetSpec, models: Mapping[str, LoadedModel]) -> Snapshot:
         order = tuple(t for t in spec.target_names if t in models)
         columns = input_columns(spec, order)
         index = {c: i for i, c in enumerate(columns)}
@@ -73,8 +83,9 @@ class Snapshot:
         if order:
             for variant in VARIANTS:
                 ensembles = [models[t].ensembles[variant] for t in order]
-                banks[variant] = EnsembleBank(ensembles, [
-                    [index[_column_of(f, t, variant)] for f in e.features] for t, e in zip(order, ensembles)])
+                columns_of = [[index[_column_of(f, t, variant)] for f in e.features]
+                              for t, e in zip(order, ensembles, strict=True)]
+                banks[variant] = EnsembleBank(ensembles, columns_of)
         return cls(dict(models), tuple(columns), banks, order)
 
 
@@ -101,8 +112,7 @@ class ModelCache:
 
     def _refresh(self) -> None:
         try:
-            pointers = {doc_id: doc for doc_id, doc in
-                        self.registry.backends.documents.query(where(names.PRODUCTION))}
+            pointers = self.registry.production_pointers()
         except Exception as exc:  # the store is unreachable: keep serving, report it
             log.error("pointer check failed", fields={"error": f"{type(exc).__name__}: {exc}"})
             self.errors["registry"] = f"pointer check failed: {type(exc).__name__}"
@@ -128,7 +138,7 @@ class ModelCache:
                 continue
             self.errors.pop(target, None)
             models[target] = LoadedModel(target, pointer["version"], pointer["sha256"],
-                                         datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                         datetime.now(UTC).isoformat(timespec="seconds"),
                                          ensembles)
             changed = True
             log.info("model loaded", fields={"target": target, "version": pointer["version"],
@@ -183,9 +193,8 @@ def predict(snapshot: Snapshot, actuals: Actuals | None, spec: DatasetSpec, hist
         columns.update({f"{target}:{c}": v for c, v in cols.items()})
         scale[target] = level
     X = matrix(snapshot.columns, columns)
-    usable = {t: np.isfinite(scale[t]) & (scale[t] != 0) & np.isfinite(
-        X[:, [snapshot.columns.index(f"{t}:{c}") for c in HISTORY_COLUMNS]]).all(axis=1)
-        for t in snapshot.order}
+    usable = {t: usable_history(X[:, [snapshot.columns.index(f"{t}:{c}") for c in HISTORY_COLUMNS]], scale[t])
+              for t in snapshot.order}
     any_history = np.logical_or.reduce([usable[t] for t in targets])
     any_plain = np.logical_or.reduce([~usable[t] for t in targets])
     values = {t: np.empty(len(ts)) for t in targets}

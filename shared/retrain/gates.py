@@ -3,17 +3,24 @@
 Thresholds come from the dataset spec's ``gates`` section: ``defaults`` merged
 with ``targets.<name>``. Every gate is recorded with its value and threshold;
 a gate that cannot apply (no production model yet) is recorded as skipped.
+The metric gates judge the *served* holdout metrics (the history model where its
+inputs exist, the no-history model elsewhere, as predict serves), and the
+champion's served metrics on the same holdout rows: like is compared with like.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from shared.core.dataset_spec import DatasetSpec
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+# The exported arrays must predict like scikit-learn to this relative error: they
+# evaluate the same float64 comparisons and sums, so only summation order differs.
+PARITY_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,22 @@ def data_gate(train_rows: int, holdout_rows: int, min_train_rows: int, min_holdo
                       f"rows (need {min_holdout_rows})")
 
 
+def parity_gate(errors: Mapping[str, float], rows: int, tolerance: float = PARITY_TOLERANCE) -> GateResult:
+    """The exported arrays predict like the scikit-learn model they came from.
+
+    ``errors`` holds each variant's relative error (``export.parity_error``) over
+    ``rows`` holdout and missing-value probe rows; NaN (a non-finite prediction) fails.
+    """
+    worst = max(errors.values(), key=lambda e: math.inf if math.isnan(e) else e) if errors else 0.0
+    detail = (f"max |export - scikit-learn| / max |prediction| over {rows} holdout and missing-value "
+              f"probe rows: " + ", ".join(f"{v} {e:.3g}" for v, e in errors.items()))
+    return _bound("parity", worst, tolerance, True, detail)
+
+
 def evaluate(config: GateConfig, metrics: Mapping[str, float], naive: Mapping[str, float],
              champion: Mapping[str, float] | None) -> list[GateResult]:
-    """The absolute, skill and champion/challenger gates for a candidate's holdout metrics."""
+    """The absolute, skill and champion/challenger gates for a candidate's served holdout
+    metrics; ``champion`` is the production model's served metrics on the same rows."""
     mape = metrics["mape"]
     results = [
         _bound("mape", mape, config.mape_max, True, "holdout MAPE (%)"),

@@ -9,14 +9,15 @@ already in the head is not added again: extending is idempotent.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from shared.platform import names
-from shared.platform.backends import Backends
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
 from shared.core.frames import content_hash, read_canonical_csv, to_canonical_csv
+from shared.platform import names
+from shared.platform.backends import Backends
 from shared.platform.ports import AlreadyExists
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class DatasetVersion:
                 "sha256": self.sha256}
 
     @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> "DatasetVersion":
+    def from_doc(cls, doc: Mapping[str, Any]) -> DatasetVersion:
         return cls(version=doc["version"], seq=int(doc["seq"]), object=doc["object"],
                    rows=int(doc["rows"]), start=doc["start"], end=doc["end"],
                    batch_ids=tuple(doc["batch_ids"]), sha256=doc["sha256"])
@@ -61,13 +62,13 @@ class ProcessedData:
         doc = self.backends.documents.get(names.DATASETS, self.spec.name)
         return DatasetVersion.from_doc(doc) if doc else None
 
-    def read(self, version: DatasetVersion) -> "pd.DataFrame":
+    def read(self, version: DatasetVersion) -> pd.DataFrame:
         raw = self.backends.blobs.read(version.object)
         if content_hash(raw) != version.sha256:
             raise ValueError(f"processed data {version.object} does not match its sha256")
         return read_canonical_csv(gzip.decompress(raw))
 
-    def extend(self, batch: Mapping[str, Any]) -> tuple[DatasetVersion, "pd.DataFrame"]:
+    def extend(self, batch: Mapping[str, Any]) -> tuple[DatasetVersion, pd.DataFrame]:
         """The head version including ``batch`` (an accepted batch record), and its frame."""
         import pandas as pd
 
@@ -83,7 +84,7 @@ class ProcessedData:
                 return version, frame.reset_index(drop=True)
         raise RuntimeError(f"processed data of {self.spec.name} kept moving; retry later")
 
-    def _write(self, frame: "pd.DataFrame", head: DatasetVersion | None, batch_id: str) -> DatasetVersion:
+    def _write(self, frame: pd.DataFrame, head: DatasetVersion | None, batch_id: str) -> DatasetVersion:
         seq = (head.seq + 1) if head else 1
         body = gzip.compress(to_canonical_csv(frame, self.spec), mtime=0)
         digest = content_hash(body)
@@ -94,7 +95,7 @@ class ProcessedData:
         except AlreadyExists:
             pass  # same content, same name: a concurrent or earlier run wrote it
         ts = frame[TIMESTAMP]
-        return DatasetVersion(version=version, seq=seq, object=obj, rows=int(len(frame)),
+        return DatasetVersion(version=version, seq=seq, object=obj, rows=len(frame),
                               start=ts.min().isoformat(), end=ts.max().isoformat(),
                               batch_ids=(*(head.batch_ids if head else ()), batch_id), sha256=digest)
 
@@ -103,7 +104,7 @@ class ProcessedData:
             current = txn.get(names.DATASETS, self.spec.name)
             if (current["seq"] if current else 0) != (expected.seq if expected else 0):
                 return False
-            doc = {**version.as_doc(), "updated_at": datetime.now(timezone.utc).isoformat()}
+            doc = {**version.as_doc(), "updated_at": datetime.now(UTC).isoformat()}
             txn.set(names.DATASETS, self.spec.name, doc)
             txn.set(names.DATASET_VERSIONS, version.version,
                     {**doc, "batch_ids": None, "added_batch": version.batch_ids[-1],

@@ -7,41 +7,49 @@ promote (compare-and-swap) -> publish model-updated.
 Version ids derive from the dataset version, the training configuration and the
 code version, so a rerun of the same event after a crash produces the same
 version, finds its artifacts and records, and finishes instead of duplicating.
+What the records and ``metadata.json`` hold is assembled in ``metadata.py``.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from shared.retrain import gates
+from shared.core.dataset_spec import DatasetSpec
+from shared.core.frames import content_hash
+from shared.core.registry import (
+    CANDIDATE,
+    METADATA_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    ArtifactError,
+    Promotion,
+    Registry,
+    ensembles_to_bytes,
+    pack_arrays,
+)
 from shared.platform import names
 from shared.platform.backends import Backends
 from shared.platform.claims import RUNNING, EventClaims
-from shared.core.dataset_spec import DatasetSpec
-from shared.core.features import HISTORY, VARIANTS, HistoryConfig
+from shared.platform.errors import Conflict, ForecastError
 from shared.platform.log import get_logger
-from shared.retrain.processed import DatasetVersion, ProcessedData
 from shared.platform.pubsub_push import BadEvent, decode_event
-from shared.core.registry import (CANDIDATE, METADATA_FILE, MODEL_FILE, REFERENCE_FILE, ArtifactError,
-                             Promotion, Registry, ensembles_to_bytes, pack_arrays, sha256)
 from shared.platform.settings import Settings
-from shared.platform.timefmt import iso_utc
-from shared.retrain.training import Prepared, TargetFit, TrainingConfig, evaluate_champion, fit_target, prepare
+from shared.retrain import gates, metadata
+from shared.retrain.processed import DatasetVersion, ProcessedData
+from shared.retrain.training import SERVED, Prepared, TargetFit, TrainingConfig, evaluate_champion, fit_target, prepare
 
 log = get_logger("retrain")
 
 
-class PermanentFailure(Exception):
+class PermanentFailure(ForecastError):
     """An event that can never succeed: recorded and acknowledged, not retried."""
 
 
-class ClaimBusy(RuntimeError):
+class ClaimBusy(Conflict, RuntimeError):
     """The event is claimed by a live run; raising makes Pub/Sub deliver it again later."""
 
 
@@ -60,14 +68,6 @@ class TargetOutcome:
                 "reasons": self.reasons}
 
 
-def library_versions() -> dict[str, str]:
-    import pandas
-    import sklearn
-
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
-
-
 class Retrainer:
     """Retrains one dataset's targets on one set of backends."""
 
@@ -77,7 +77,7 @@ class Retrainer:
         self.backends = backends
         self.spec = spec
         self.config = TrainingConfig.from_spec(spec, {"params": {
-            **dict(spec.section("training").get("params", {})), **json.loads(settings.training_params)}})
+            **dict(spec.section("training").get("params", {})), **settings.training_params}})
         self.registry = Registry(settings, backends)
         self.processed = ProcessedData(backends, spec)
         self.claims = EventClaims(backends.documents, settings.claim_lease_seconds, clock)
@@ -151,10 +151,11 @@ class Retrainer:
         return summary
 
     def _version_id(self, target: str, dataset: DatasetVersion) -> str:
-        digest = sha256(f"{dataset.sha256}|{self.config.digest()}|{self.settings.code_version}".encode())
+        digest = content_hash(f"{dataset.sha256}|{self.config.digest()}|{self.settings.code_version}".encode())
         return f"{target}-{dataset.seq:06d}-{digest[:8]}"
 
     def _champion(self, target: str, prepared: Prepared) -> tuple[dict[str, Any] | None, dict | None, str]:
+        """The production pointer, its served metrics on this holdout, and why they are missing."""
         pointer = self.registry.production(target)
         if pointer is None:
             return None, None, ""
@@ -173,7 +174,7 @@ class Retrainer:
             again = Promotion(True, target, version, version) if existing["status"] == "production" else None
             return TargetOutcome(target, version, existing["status"], existing.get("reasons", []), again)
         fit = fit_target(prepared, target, self.config)
-        base = self._record_base(fit, dataset, version)
+        base = metadata.record_base(fit, dataset, version, self.spec, self.settings.code_version)
         if fit.data_gate.status == gates.FAILED:
             reasons = gates.failures([fit.data_gate])
             self.registry.record({**base, "status": "rejected", "reasons": reasons,
@@ -181,8 +182,11 @@ class Retrainer:
             return TargetOutcome(target, version, "rejected", reasons)
 
         pointer, champion, champion_note = self._champion(target, prepared)
-        results = [fit.data_gate, *gates.evaluate(gates.gate_config(self.spec, target),
-                                                  fit.metrics[HISTORY], fit.naive, champion)]
+        # Served metrics against the champion's served metrics on the same rows; the
+        # parity gate refuses an export that would not predict like its model.
+        parity = fit.parity or gates.GateResult("parity", gates.FAILED, None, None, "not checked")
+        results = [fit.data_gate, parity, *gates.evaluate(gates.gate_config(self.spec, target),
+                                                              fit.metrics[SERVED], fit.naive, champion)]
         if champion_note:
             results[-1] = gates.GateResult("champion", gates.SKIPPED, None, None, champion_note)
         record = self._write(fit, base, results, champion)
@@ -192,48 +196,21 @@ class Retrainer:
             self.registry.reject(version, reasons)
             return TargetOutcome(target, version, "rejected", reasons)
         expected = pointer["version"] if pointer else None
-        reason = (f"passed gates: MAPE {fit.metrics[HISTORY]['mape']:.3f} vs seasonal-naive "
-                  f"{fit.naive['mape']:.3f}" + (f" and production {champion['mape']:.3f}" if champion else ""))
+        reason = metadata.promotion_reason(fit, champion)
         promotion = self.registry.promote(target, version, expected, reason)
         if not promotion.won:
             self.registry.reject(version, [f"promotion lost: {promotion.reason}"])
             return TargetOutcome(target, version, "rejected", [f"promotion lost: {promotion.reason}"])
         return TargetOutcome(target, version, "promoted", [reason], promotion)
 
-    def _record_base(self, fit: TargetFit, dataset: DatasetVersion, version: str) -> dict[str, Any]:
-        return {"version": version, "target": fit.target, "status": CANDIDATE, "created_at": iso_utc(timespec="microseconds"),
-                "dataset": self.spec.name, "dataset_version": dataset.version,
-                "dataset_sha256": dataset.sha256, "rows": fit.rows, "code_version": self.settings.code_version,
-                "lineage": {"dataset_version": dataset.version, "batches": len(dataset.batch_ids),
-                            "last_batch": dataset.batch_ids[-1], "start": dataset.start,
-                            "end": dataset.end, "rows": dataset.rows, "sha256": dataset.sha256}}
-
     def _write(self, fit: TargetFit, base: dict[str, Any], results: list[gates.GateResult],
                champion: Mapping[str, float] | None) -> dict[str, Any]:
+        """Write the version's files (create-only) and return its registry record."""
         model_bytes = ensembles_to_bytes(fit.ensembles)
         reference_bytes = pack_arrays(fit.reference_sample)
-        holdout = {"start": str(fit.holdout_timestamps.min()), "end": str(fit.holdout_timestamps.max()),
-                   "rows": int(len(fit.holdout_actual)), "prediction_sha256": fit.prediction_hash}
-        metadata = {
-            **{k: base[k] for k in ("version", "created_at", "target", "dataset", "code_version",
-                                    "lineage")},
-            "estimator": self.config.estimator, "params": dict(self.config.params),
-            "features": {v: list(e.features) for v, e in fit.ensembles.items()},
-            "target_transform": {HISTORY: "ratio_to_level", "no_history": "identity"},
-            "history": asdict(HistoryConfig.from_spec(self.spec)),
-            "metrics": fit.metrics, "seasonal_naive": fit.naive, "champion": champion,
-            "gates": [r.as_dict() for r in results], "holdout": holdout,
-            "library_versions": library_versions(), "sha256": {MODEL_FILE: sha256(model_bytes),
-                                                              REFERENCE_FILE: sha256(reference_bytes)},
-            "reference": fit.reference,
-        }
+        meta = metadata.artifact_metadata(base, fit, self.config, self.spec, results, champion,
+                                          model_bytes, reference_bytes)
         files = self.registry.write_artifact(fit.target, base["version"], {
             MODEL_FILE: model_bytes, REFERENCE_FILE: reference_bytes,
-            METADATA_FILE: json.dumps(metadata, indent=1, default=str).encode()})
-        return {**base, "metrics": fit.metrics, "seasonal_naive": fit.naive, "champion": champion,
-                "gates": [r.as_dict() for r in results], "holdout": holdout,
-                "variants": list(VARIANTS), "features": metadata["features"],
-                "artifact": files[MODEL_FILE], "sha256": sha256(model_bytes),
-                "reference_artifact": files[REFERENCE_FILE], "reference_sha256": sha256(reference_bytes),
-                "metadata_artifact": files[METADATA_FILE], "size_bytes": len(model_bytes)}
-
+            METADATA_FILE: json.dumps(meta, indent=1, default=str).encode()})
+        return metadata.version_record(base, fit, results, champion, files, model_bytes, reference_bytes)

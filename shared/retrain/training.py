@@ -4,31 +4,47 @@ The holdout is the most recent ``holdout_days`` — never a random split, which 
 a 10-minute series leaks neighbouring rows into training and overstates
 accuracy. The evaluated model is the one that ships: there is no refit on the
 holdout, so predict can be checked against the training-time holdout predictions.
+Each exported variant is checked against scikit-learn's own predictions on the
+holdout and on missing-value probes (the parity gate).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shared.retrain import gates
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
-from shared.core.features import HISTORY, NO_HISTORY, VARIANTS, Actuals, HistoryConfig, feature_names, model_inputs
-from shared.core.forest import TreeEnsemble, from_hist_gradient_boosting
+from shared.core.features import (
+    HISTORY,
+    NO_HISTORY,
+    VARIANTS,
+    Actuals,
+    HistoryConfig,
+    feature_names,
+    history_indices,
+    model_inputs,
+    usable_history,
+)
+from shared.core.forest import TreeEnsemble
 from shared.core.metrics import regression_metrics
+from shared.retrain import gates
+from shared.retrain.export import from_hist_gradient_boosting, missing_value_probe, parity_error
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# The estimators whose fitted trees export to plain arrays (shared/core/forest.py).
+# The estimators whose fitted trees export to plain arrays (shared/retrain/export.py).
 ESTIMATORS = {"HistGradientBoostingRegressor": "sklearn.ensemble"}
 QUANTILES = tuple(np.round(np.linspace(0, 1, 21), 2))
 REFERENCE_SAMPLE_ROWS = 4000
 HOLDOUT_COVERAGE = 0.9
+# The metrics key of the mix predict serves; the gates and every display use it.
+SERVED = "served"
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,7 @@ class TrainingConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_spec(cls, spec: DatasetSpec, overrides: Mapping[str, Any] | None = None) -> "TrainingConfig":
+    def from_spec(cls, spec: DatasetSpec, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
         section = {**spec.section("training"), **dict(overrides or {})}
         config = cls(holdout_days=float(section.get("holdout_days", 7)),
                      min_train_days=float(section.get("min_train_days", 7)),
@@ -79,7 +95,7 @@ class Prepared:
         return max(1, int(round(86400 / self.spec.interval.total_seconds())))
 
 
-def prepare(frame: "pd.DataFrame", spec: DatasetSpec, holdout_days: float) -> Prepared:
+def prepare(frame: pd.DataFrame, spec: DatasetSpec, holdout_days: float) -> Prepared:
     """Arrays from a canonical frame (sorted, one row per timestamp)."""
     frame = frame.sort_values(TIMESTAMP).drop_duplicates(TIMESTAMP)
     ts = frame[TIMESTAMP].to_numpy(dtype="datetime64[m]")
@@ -103,10 +119,11 @@ def inputs(prepared: Prepared, target: str, variant: str, names: list[str],
 def served_predictions(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared, target: str,
                        mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predictions as predict serves them: the history variant where its inputs exist,
-    the no-history variant elsewhere. Returns (predictions, history_used)."""
+    the no-history variant elsewhere (``usable_history``, the rule predict applies).
+    Returns (predictions, history_used)."""
     hist = ensembles[HISTORY]
     X, scale = inputs(prepared, target, HISTORY, list(hist.features), mask)
-    usable = np.isfinite(X).all(axis=1) & np.isfinite(scale)
+    usable = usable_history(X[:, history_indices(hist.features)], scale)
     out = np.full(int(mask.sum()), np.nan)
     if usable.any():
         out[usable] = hist.predict(X[usable]) * scale[usable]
@@ -119,7 +136,11 @@ def served_predictions(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared
 
 @dataclass
 class TargetFit:
-    """One target's trained variants, holdout evaluation and monitoring reference."""
+    """One target's trained variants, holdout evaluation, parity check and monitoring reference.
+
+    ``metrics`` holds each variant's holdout metrics and ``served``: the mix predict
+    serves, which the gates judge.
+    """
 
     target: str
     ensembles: dict[str, TreeEnsemble]
@@ -132,6 +153,7 @@ class TargetFit:
     reference: dict[str, Any]
     reference_sample: dict[str, np.ndarray]
     rows: dict[str, int]
+    parity: gates.GateResult | None = None  # None when the data gate stopped training
 
     @property
     def prediction_hash(self) -> str:
@@ -154,7 +176,7 @@ def _reference(prepared: Prepared, target: str, train: np.ndarray, residuals: np
     n = int(train.sum())
     pick = np.sort(rng.choice(n, size=min(n, REFERENCE_SAMPLE_ROWS), replace=False))
     sample = {name: v[pick] for name, v in columns.items()}
-    reference = {"quantile_levels": list(QUANTILES), "columns": summary, "sample_rows": int(len(pick)),
+    reference = {"quantile_levels": list(QUANTILES), "columns": summary, "sample_rows": len(pick),
                  "holdout": {**metrics, "residual_quantiles": _quantiles(residuals)}}
     return reference, sample
 
@@ -168,11 +190,14 @@ def fit_target(prepared: Prepared, target: str, config: TrainingConfig) -> Targe
     ensembles: dict[str, TreeEnsemble] = {}
     rows: dict[str, int] = {}
     metrics: dict[str, dict[str, float]] = {}
+    parity: dict[str, float] = {}
+    probe_rows = 0
     per_day = prepared.slots_per_day
     for variant in VARIANTS:
         names = feature_names(spec, variant)
         X, scale = inputs(prepared, target, variant, names, train_mask)
-        usable = np.isfinite(X).all(axis=1) & np.isfinite(scale) & (scale != 0)
+        # Train on complete rows; for the history variant these are the rows it would serve.
+        usable = np.isfinite(X).all(axis=1) & usable_history(X[:, history_indices(names)], scale)
         rows[variant] = int(usable.sum())
         if variant == HISTORY:
             data = gates.data_gate(rows[variant], int(hold_mask.sum()),
@@ -183,23 +208,28 @@ def fit_target(prepared: Prepared, target: str, config: TrainingConfig) -> Targe
                                  y[hold_mask], np.zeros(0), {}, {}, rows)
         model = config.build().fit(X[usable], y[train_mask][usable] / scale[usable])
         ensembles[variant] = from_hist_gradient_boosting(model, names)
+        probe = missing_value_probe(inputs(prepared, target, variant, names, hold_mask)[0])
+        parity[variant] = parity_error(model, ensembles[variant], probe)
+        probe_rows += len(probe)
 
     actual = y[hold_mask]
     predicted, history_used = served_predictions(ensembles, prepared, target, hold_mask)
     metrics[HISTORY] = regression_metrics(actual[history_used], predicted[history_used])
     Xn, _ = inputs(prepared, target, NO_HISTORY, list(ensembles[NO_HISTORY].features), hold_mask)
     metrics[NO_HISTORY] = regression_metrics(actual, ensembles[NO_HISTORY].predict(Xn))
-    metrics["served"] = regression_metrics(actual, predicted)
+    metrics[SERVED] = regression_metrics(actual, predicted)
     slots = prepared.actuals.slots(prepared.timestamps[hold_mask])
     naive = regression_metrics(actual, prepared.actuals.lag(target, slots, prepared.history.lag_long))
-    reference, sample = _reference(prepared, target, train_mask, predicted - actual, metrics["served"])
+    reference, sample = _reference(prepared, target, train_mask, predicted - actual, metrics[SERVED])
     return TargetFit(target, ensembles, metrics, naive, data, prepared.timestamps[hold_mask], actual,
-                     predicted, reference, sample, rows)
+                     predicted, reference, sample, rows, gates.parity_gate(parity, probe_rows))
 
 
 def evaluate_champion(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared,
                       target: str) -> dict[str, float]:
-    """A production model's metrics on this run's holdout, served the same way."""
+    """A production model's served metrics on this run's holdout rows: the same rows and
+    the same serving rule as the candidate's ``served`` metrics, so the gate compares like
+    with like."""
     mask = prepared.holdout & np.isfinite(prepared.targets[target])
     predicted, _ = served_predictions(ensembles, prepared, target, mask)
     return regression_metrics(prepared.targets[target][mask], predicted)

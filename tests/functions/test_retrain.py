@@ -8,14 +8,15 @@ from datetime import timedelta
 
 import pytest
 
-from shared.platform import names
 from shared.collect.service import Collector
+from shared.collect.sources import ReplaySource, SourceConfig
 from shared.core.dataset_spec import load_spec
+from shared.core.forest import FORMAT_VERSION
+from shared.core.registry import Registry, ensembles_from_bytes
+from shared.platform import names
 from shared.platform.ports import where
 from shared.platform.pubsub_push import push_body
-from shared.core.registry import Registry, ensembles_from_bytes
 from shared.retrain.service import ClaimBusy, Retrainer
-from shared.collect.sources import ReplaySource, SourceConfig
 from tests.support.bus import pubsub_event, pump_until, received_on, subscribe, unsubscribe
 from tests.support.functions import function_app
 
@@ -57,6 +58,7 @@ def test_weekly_retrains_promote_or_reject_with_recorded_reasons(settings, backe
         summary = retrainer.handle(event_for(collect(settings, backends, days), f"m-{i}"))
         assert summary["status"] == "trained"
         decisions = {t["target"]: t["decision"] for t in summary["targets"]}
+        assert set(decisions) == set(SPEC.target_names)
         assert set(decisions.values()) <= {"promoted", "rejected"}
         promoted_events += bool(summary["model_updated_message_id"])
         for outcome in summary["targets"]:
@@ -65,8 +67,21 @@ def test_weekly_retrains_promote_or_reject_with_recorded_reasons(settings, backe
     assert len(records) == 12
     for record in records:
         assert record["status"] in ("production", "archived", "rejected")
-        assert {g["name"] for g in record["gates"]} == {"data", "mape", "r2", "rmse", "skill", "champion"}
+        if record["gates"] == [] or [g["name"] for g in record["gates"]] == ["data"]:
+            continue  # stopped by the data gate before training
+        assert [g["name"] for g in record["gates"]] == ["data", "parity", "mape", "r2", "rmse", "skill",
+                                                        "champion"]
         assert all("status" in g and "value" in g and "threshold" in g for g in record["gates"])
+        gate = {g["name"]: g for g in record["gates"]}
+        assert gate["parity"]["status"] == "passed" and gate["parity"]["value"] <= 1e-9
+        # Like with like: the candidate's served metrics against the champion's served
+        # metrics on the same holdout rows.
+        assert record["gated_metrics"] == "served"
+        assert gate["mape"]["value"] == record["metrics"]["served"]["mape"]
+        if gate["champion"]["status"] != "skipped":
+            assert gate["champion"]["value"] == record["metrics"]["served"]["mape"]
+            assert record["champion"]["n"] == record["metrics"]["served"]["n"]
+            assert gate["champion"]["threshold"] == pytest.approx(record["champion"]["mape"] * 1.1)
         assert record["size_bytes"] < 5 * 1024 * 1024
     for target in SPEC.target_names:
         pointer = registry.production(target)
@@ -78,6 +93,8 @@ def test_weekly_retrains_promote_or_reject_with_recorded_reasons(settings, backe
                     "lineage", "code_version", "library_versions", "sha256", "reference"):
             assert key in metadata, key
         assert metadata["sha256"]["model.npz"] == pointer["sha256"]
+        assert metadata["artifact_format"] == FORMAT_VERSION
+        assert pointer["metrics"] == registry.get(pointer["version"])["metrics"]["served"]
         assert metadata["lineage"]["dataset_version"] == registry.get(pointer["version"])["dataset_version"]
         assert set(metadata["reference"]["columns"]) >= set(SPEC.feature_names)
     first = registry.history("zone1")[-1]
@@ -191,7 +208,7 @@ def test_a_worse_challenger_is_rejected_and_production_is_unchanged(settings, ba
     Retrainer(settings, backends, SPEC).handle(event_for(collect(settings, backends, 35), "good"))
     registry = Registry(settings, backends)
     before = {t: registry.production(t)["version"] for t in SPEC.target_names}
-    worse = Retrainer(settings.__class__(**{**vars(settings), "training_params": json.dumps(
+    worse = Retrainer(settings.__class__(**{**vars(settings), "training_params": dict(
         {"max_iter": 2, "learning_rate": 0.05})}), backends, SPEC)
     summary = worse.handle(event_for(collect(settings, backends, 7), "bad"))
     assert [t["decision"] for t in summary["targets"]] == ["rejected"] * 3
@@ -199,6 +216,30 @@ def test_a_worse_challenger_is_rejected_and_production_is_unchanged(settings, ba
         assert any(r.startswith(("skill", "champion", "mape", "r2")) for r in outcome["reasons"])
         assert registry.get(outcome["version"])["status"] == "rejected"
     assert {t: registry.production(t)["version"] for t in SPEC.target_names} == before
+    assert summary["model_updated_message_id"] is None
+
+
+def test_an_export_that_differs_from_scikit_learn_is_rejected_by_the_parity_gate(settings, backends, monkeypatch):
+    import dataclasses
+
+    from shared.retrain import training
+
+    export = training.from_hist_gradient_boosting
+
+    def misrouting(model, features):  # every missing value takes the other branch
+        ensemble = export(model, features)
+        return dataclasses.replace(ensemble, missing_left=~ensemble.missing_left)
+
+    monkeypatch.setattr(training, "from_hist_gradient_boosting", misrouting)
+    summary = Retrainer(settings, backends, SPEC).handle(event_for(collect(settings, backends, 35), "parity"))
+    registry = Registry(settings, backends)
+    assert [t["decision"] for t in summary["targets"]] == ["rejected"] * 3
+    for outcome in summary["targets"]:
+        assert any(r.startswith("parity") for r in outcome["reasons"]), outcome["reasons"]
+        record = registry.get(outcome["version"])
+        assert record["status"] == "rejected"
+        assert next(g for g in record["gates"] if g["name"] == "parity")["status"] == "failed"
+        assert registry.production(outcome["target"]) is None
     assert summary["model_updated_message_id"] is None
 
 

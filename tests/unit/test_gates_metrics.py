@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.retrain import gates
 from shared.core.dataset_spec import load_spec
 from shared.core.metrics import regression_metrics
+from shared.retrain import gates
 
 
 def test_metrics_on_known_values():
@@ -71,3 +71,45 @@ def test_unknown_gate_settings_are_refused():
                        "gates": {"defaults": {"mape_maximum": 3}}})
     with pytest.raises(ValueError, match="mape_maximum"):
         gates.gate_config(spec, "y")
+
+
+def test_one_usable_history_rule():
+    from shared.core.features import usable_history
+
+    history = np.array([[1.0, 1.0], [np.nan, 1.0], [1.0, 1.0], [1.0, np.inf], [1.0, 1.0]])
+    scale = np.array([5.0, 5.0, 0.0, 5.0, np.nan])
+    assert usable_history(history, scale).tolist() == [True, False, False, False, False]
+    assert usable_history(np.zeros((2, 0)), np.ones(2)).tolist() == [True, True]  # no_history inputs
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from shared.core.frames import read_dataset_csv
+    from shared.retrain.training import TrainingConfig, fit_target, prepare
+
+    spec = load_spec("tetouan_power")
+    frame = read_dataset_csv(spec.read_replay_data(), spec)
+    frame = frame[frame["timestamp"] < frame["timestamp"].min() + np.timedelta64(28, "D")]
+    prepared = prepare(frame, spec, 7)
+    config = TrainingConfig.from_spec(spec)
+    return prepared, fit_target(prepared, "zone3", config)
+
+
+def test_the_champion_gate_compares_served_with_served_on_the_same_rows(trained):
+    """A production model identical to the candidate scores exactly the candidate's gated
+    (served) metrics on the same rows — not its history-only ones."""
+    from shared.retrain.training import SERVED, evaluate_champion
+
+    prepared, fit = trained
+    champion = evaluate_champion(fit.ensembles, prepared, "zone3")
+    assert champion == fit.metrics[SERVED]
+    results = gates.evaluate(gates.GateConfig(champion_tolerance=0.0), fit.metrics[SERVED], fit.naive, champion)
+    gate = next(r for r in results if r.name == "champion")
+    assert gate.value == gate.threshold == fit.metrics[SERVED]["mape"] and gate.status == gates.PASSED
+
+
+def test_training_records_a_passing_parity_gate(trained):
+    _, fit = trained
+    assert fit.parity is not None and fit.parity.name == "parity"
+    assert fit.parity.status == gates.PASSED and fit.parity.value <= gates.PARITY_TOLERANCE
+    assert "history" in fit.parity.detail and "no_history" in fit.parity.detail

@@ -10,8 +10,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from shared.platform import log, names
 from shared.platform.backends import Backends, connect
@@ -25,8 +26,8 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
         return "(none)"
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
 
 
@@ -41,12 +42,14 @@ def _cell(value: Any) -> str:
 
 
 def cmd_status(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Each target's production model."""
+    """Each target's production model, with its served holdout MAPE."""
     from shared.core.dataset_spec import load_spec
+    from shared.core.registry import Registry
 
+    pointers = Registry(s, b).production_pointers()
     rows = []
     for target in load_spec(s.dataset_spec).target_names:
-        pointer = b.documents.get(names.PRODUCTION, target) or {}
+        pointer = pointers.get(target) or {}
         rows.append({"target": target, "version": pointer.get("version"),
                      "promoted_at": pointer.get("promoted_at"), "reason": pointer.get("reason"),
                      "mape": (pointer.get("metrics") or {}).get("mape")})
@@ -86,14 +89,15 @@ def cmd_replay(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[
 def cmd_config(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The effective configuration."""
     return [{"variable": v.name, "value": ("<set>" if getattr(s, attribute_name(v.name)) else "")
-             if v.secret else getattr(s, attribute_name(v.name))} for v in VARIABLES]
+             if v.secret else v.format(getattr(s, attribute_name(v.name)))} for v in VARIABLES]
 
 
 def cmd_models(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """A target's model versions, newest first, with status and holdout MAPE."""
+    """A target's model versions, newest first, with status and served holdout MAPE."""
     from shared.core.registry import Registry
 
-    return [{**v, "mape": ((v.get("metrics") or {}).get("history") or {}).get("mape"),
+    # "served": the mix predict serves, which the gates judge (the pointer shows the same).
+    return [{**v, "mape": ((v.get("metrics") or {}).get("served") or {}).get("mape"),
              "naive_mape": (v.get("seasonal_naive") or {}).get("mape")}
             for v in Registry(s, b).versions(args.target, args.limit)]
 

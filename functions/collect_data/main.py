@@ -5,23 +5,25 @@ configured window from every configured source; ``{"source", "window", "start"}`
 narrows it. See docs/collect.md.
 """
 
+from typing import Any
+
 import functions_framework
 
-from shared.platform import runtime
-from shared.collect.service import Collector, parse_request
+from shared.collect import api
+from shared.collect.service import Collector
+from shared.collect.sources import build_sources
 from shared.core.dataset_spec import load_spec
-from shared.platform.http import http_entry, read_json_object
-from shared.collect.sources import build_source, parse_sources
+from shared.platform import runtime
+from shared.platform.http import http_entry
 
 settings, backends = runtime.start()
 spec = load_spec(settings.dataset_spec)
-collector = Collector(settings, backends, spec, {
-    config.name: build_source(config, spec, backends)
-    for config in parse_sources(settings.collect_sources)})
+collector = Collector(settings, backends, spec, build_sources(settings.collect_sources, spec, backends))
 
 
 @functions_framework.http
 @http_entry("collect_data", methods=("POST",))
-def collect_data(request):
-    body = read_json_object(request, allow_empty=True)
-    return collector.run(parse_request(body, settings, spec, list(collector.sources)))
+def collect_data(request: Any) -> tuple[Any, int]:
+    """Collect what the request asks for; 200, or 502 when a source failed outright."""
+    parsed = api.read_request(request, spec, collector.source_names, settings.collect_window)
+    return api.respond(collector.run(parsed))

@@ -6,19 +6,24 @@ HTTP. ``POST /`` or ``/predict`` (one observation or ``{"instances": [...]}``),
 first request. See docs/predict.md.
 """
 
+from typing import Any
+
 import functions_framework
 
-from shared.platform import runtime
 from shared.core.dataset_spec import load_spec
+from shared.platform import runtime
 from shared.platform.http import http_entry
+from shared.predict.api import PredictApi
 from shared.predict.service import PredictService
 
 settings, backends = runtime.start()
 service = PredictService(settings, backends, load_spec(settings.dataset_spec))
 service.check_now()
+api = PredictApi(service, settings.predict_api_key)
 
 
 @functions_framework.http
 @http_entry("predict", methods=("GET", "POST"))
-def predict(request):
-    return service.route(request)
+def predict(request: Any) -> tuple[Any, int, dict[str, str]]:
+    """Route the request (predict, health, OpenAPI, docs, model-updated push)."""
+    return api.handle(request)

@@ -5,10 +5,12 @@ Pub/Sub redeliver it (with backoff, then dead-letter). Duplicates and
 permanently failing events return normally. See docs/retrain.md.
 """
 
+from typing import Any
+
 import functions_framework
 
-from shared.platform import runtime
 from shared.core.dataset_spec import load_spec
+from shared.platform import runtime
 from shared.platform.log import bind_trace
 from shared.retrain.service import Retrainer
 
@@ -17,6 +19,7 @@ retrainer = Retrainer(settings, backends, load_spec(settings.dataset_spec))
 
 
 @functions_framework.cloud_event
-def retrain(cloud_event):
+def retrain(cloud_event: Any) -> None:
+    """Handle one data-ready delivery; raising asks Pub/Sub for a redelivery."""
     bind_trace({"traceparent": cloud_event.get("traceparent") or ""})
     retrainer.handle(cloud_event)

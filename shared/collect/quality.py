@@ -15,15 +15,13 @@ threshold; only its clean rows are stored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
+from shared.platform.timefmt import parse_iso_local
 
 if TYPE_CHECKING:
     import pandas as pd
-
-DEFAULT_THRESHOLD = 0.8
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,8 @@ class QualityReport:
     checks: list[Check]
     score: float
     accepted: bool
-    clean: "pd.DataFrame | None" = None
-    dropped: "pd.DataFrame | None" = None
+    clean: pd.DataFrame | None = None
+    dropped: pd.DataFrame | None = None
     overlap_rows: int = 0
     new_rows: int = 0
     reasons: list[str] = field(default_factory=list)
@@ -73,32 +71,24 @@ def _schema_failure(missing: list[str], total: int) -> QualityReport:
                          reasons=[f"schema: {check.detail}"])
 
 
-def parse_iso_timestamp(text: Any, spec: DatasetSpec) -> "datetime | None":
-    """An ISO 8601 timestamp as the series' naive local time (aware ones converted)."""
-    try:
-        value = datetime.fromisoformat(str(text).strip())
-    except ValueError:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone(spec.utc_offset)).replace(tzinfo=None)
-    return value
-
-
-def _parse_timestamps(values: "pd.Series", spec: DatasetSpec) -> "pd.Series":
+def _parse_timestamps(values: pd.Series, spec: DatasetSpec) -> pd.Series:
     import pandas as pd
 
     parsed = pd.to_datetime(values, format=spec.timestamp_format, errors="coerce")
     retry = parsed.isna() & values.notna()
     if retry.any():
         # Sources may send ISO 8601 instead of the file's own format.
-        iso = values[retry].map(lambda v: parse_iso_timestamp(v, spec))
+        iso = values[retry].map(lambda v: parse_iso_local(v, spec.utc_offset))
         parsed[retry] = pd.to_datetime(iso, errors="coerce")
     return parsed
 
 
-def validate(raw: "pd.DataFrame", spec: DatasetSpec, last_stored: "pd.Timestamp | None",
-             threshold: float = DEFAULT_THRESHOLD) -> QualityReport:
-    """Check a batch of text cells against ``spec``; see the module docstring for the score."""
+def validate(raw: pd.DataFrame, spec: DatasetSpec, last_stored: pd.Timestamp | None,
+             threshold: float = 0.8) -> QualityReport:
+    """Check a batch of text cells against ``spec``; see the module docstring for the score.
+
+    The collector passes QUALITY_THRESHOLD; the default (that setting's) serves tests and tools.
+    """
     import numpy as np
     import pandas as pd
 
@@ -146,7 +136,7 @@ def validate(raw: "pd.DataFrame", spec: DatasetSpec, last_stored: "pd.Timestamp 
     present = int(clean_ts.nunique())
     missing_slots = max(0, expected - present)
 
-    def columns_detail(mask: "pd.DataFrame") -> str:
+    def columns_detail(mask: pd.DataFrame) -> str:
         counts = {c: int(n) for c, n in mask[fresh].sum().items() if n}
         return ", ".join(f"{c}: {n}" for c, n in counts.items())
 

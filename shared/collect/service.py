@@ -19,25 +19,24 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
 
+from shared.collect.quality import Check, QualityReport, validate
+from shared.collect.sources import Source, SourceUnavailable
+from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
+from shared.core.frames import ISO_FORMAT, ParseError, content_hash, parse_records, to_canonical_csv
 from shared.platform import names
 from shared.platform.backends import Backends
-from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
-from shared.platform.durations import parse_duration
-from shared.core.frames import ISO_FORMAT, ParseError, content_hash, parse_records, to_canonical_csv
-from shared.platform.http import ApiError, field_error, unknown_fields
 from shared.platform.log import get_logger
 from shared.platform.ports import AlreadyExists, where
-from shared.collect.quality import Check, QualityReport, parse_iso_timestamp, validate
 from shared.platform.settings import Settings
-from shared.platform.timefmt import iso_utc
-from shared.collect.sources import Source, SourceUnavailable
+from shared.platform.timefmt import iso_utc, utc_day
 
 log = get_logger("collect")
-REQUEST_FIELDS = ("source", "window", "start")
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -49,36 +48,8 @@ class CollectRequest:
     start: datetime | None = None
 
 
-def parse_request(body: Mapping[str, Any], settings: Settings, spec: DatasetSpec,
-                  known_sources: list[str]) -> CollectRequest:
-    """Validate a collect_data body; ApiError(400) lists every offending field."""
-    errors = unknown_fields(body, REQUEST_FIELDS)
-    sources = tuple(known_sources)
-    if "source" in body:
-        if not isinstance(body["source"], str) or body["source"] not in known_sources:
-            errors.append(field_error("source", "unknown source", allowed=known_sources))
-        else:
-            sources = (body["source"],)
-    window = parse_duration(settings.collect_window)
-    if "window" in body:
-        try:
-            window = parse_duration(body["window"])
-        except ValueError as exc:
-            errors.append(field_error("window", str(exc)))
-        else:
-            if window < spec.interval:
-                errors.append(field_error("window", f"shorter than the series interval {spec.interval}"))
-    start = None
-    if "start" in body:
-        start = parse_iso_timestamp(body["start"], spec) if isinstance(body["start"], str) else None
-        if start is None:
-            errors.append(field_error("start", "not an ISO 8601 timestamp"))
-    if errors:
-        raise ApiError(400, "invalid collect request", errors)
-    return CollectRequest(sources, window, start)
-
-
 def _iso(ts: Any) -> str:
+    # Data timestamps are the series' naive local time, written as the stored CSV writes them.
     return ts.strftime(ISO_FORMAT)
 
 
@@ -180,14 +151,14 @@ class Collector:
             self._create(f"{self._partition(names.QUARANTINE, source, start[:10])}{batch_id}-dropped.csv",
                          dropped, "text/csv")
         record = self._record({**base, "batch_id": batch_id, "status": "accepted",
-                               "rows": int(len(clean)), "start": start, "end": end,
+                               "rows": len(clean), "start": start, "end": end,
                                "object": obj, "sha256": content_hash(body)})
         self._advance_cursor(end, batch_id)
         return record
 
     def _store_rejected(self, source: str, raw: bytes, fmt: str, base: dict[str, Any]) -> dict[str, Any]:
         digest = content_hash(raw)
-        day = datetime.fromtimestamp(self.clock(), timezone.utc).strftime("%Y-%m-%d")
+        day = utc_day(self.clock())
         batch_id = f"{source}-rejected-{digest[:16]}"
         folder = self._partition(names.QUARANTINE, source, day)
         obj = f"{folder}{batch_id}.{fmt}"
@@ -209,7 +180,7 @@ class Collector:
             fetched = source.fetch(begin, window)
         except SourceUnavailable as exc:
             log.error("source unavailable", fields={"source": name, "error": str(exc)})
-            return {"status": "failed", "source": name, "error": str(exc)}
+            return {"status": FAILED, "source": name, "error": str(exc)}
         try:
             report = validate(parse_records(fetched.raw, fetched.format), self.spec, last,
                               self.settings.quality_threshold)
@@ -227,7 +198,7 @@ class Collector:
         if report.nothing_new:
             return {**base, "status": "nothing_new", "rows": 0}
         if report.accepted:
-            base["rows_dropped"] = int(len(report.dropped)) if report.dropped is not None else 0
+            base["rows_dropped"] = len(report.dropped) if report.dropped is not None else 0
             record = self._store_accepted(name, report, base)
         else:
             record = self._store_rejected(name, fetched.raw, fetched.format, base)
@@ -237,11 +208,16 @@ class Collector:
             "batch_id", "status", "rows", "start", "end", "quality_score", "fallback_used")})
         return record
 
-    def run(self, request: CollectRequest) -> tuple[dict[str, Any], int]:
-        """Collect from every requested source; 502 when a source failed outright."""
+    def run(self, request: CollectRequest) -> list[dict[str, Any]]:
+        """Collect from every requested source: one result per source, in request order.
+
+        A source that failed outright (no cached copy either) gives a result with
+        status ``failed`` rather than an exception, so the other sources still run.
+        """
         self.announce_pending()
-        results = [self.collect_source(name, request.window, request.start)
-                   for name in request.sources]
-        status = 502 if any(r["status"] == "failed" for r in results) else 200
-        body = results[0] if len(results) == 1 else {"results": results}
-        return body, status
+        return [self.collect_source(name, request.window, request.start) for name in request.sources]
+
+    @property
+    def source_names(self) -> list[str]:
+        """The configured sources, in configuration order."""
+        return list(self.sources)

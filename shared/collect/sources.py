@@ -9,81 +9,33 @@ fallback to the last good cached response when the source fails.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
+from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
+from shared.core.frames import ParseError, parse_records
 from shared.platform import names
 from shared.platform.backends import Backends
-from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
-from shared.core.frames import FORMATS, ParseError, parse_records
+from shared.platform.errors import ConfigError, UpstreamUnavailable
+from shared.platform.http import http_session
 from shared.platform.log import get_logger
+from shared.platform.settings import SourceConfig
+
+__all__ = ["Fetched", "HttpSource", "ReplaySource", "Source", "SourceConfig", "SourceUnavailable",
+           "build_source", "build_sources"]
 
 log = get_logger("sources")
-SOURCE_TYPES = ("replay", "http")
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(UpstreamUnavailable, RuntimeError):
     """The source failed and there is no cached response to fall back on."""
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    """One configured source (an entry of COLLECT_SOURCES)."""
-
-    name: str
-    type: str
-    path: str = ""
-    url: str = ""
-    format: str = "csv"
-    api_key_env: str = ""
-    api_key_header: str = "X-API-Key"
-    min_interval_seconds: float = 0.0
-    cache_ttl_seconds: float = 0.0
-    connect_timeout: float = 3.05
-    read_timeout: float = 10.0
-    retries: int = 3
-    backoff_factor: float = 0.5
-
-
-def parse_sources(text: str) -> list[SourceConfig]:
-    """COLLECT_SOURCES: a JSON list of source objects; ValueError says what is wrong."""
-    try:
-        entries = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(entries, list) or not entries:
-        raise ValueError("must be a non-empty JSON list of source objects")
-    known = {f.name for f in fields(SourceConfig)}
-    configs = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ValueError(f"entry {i} is not an object")
-        unknown = sorted(set(entry) - known)
-        if unknown:
-            raise ValueError(f"entry {i}: unknown keys {unknown}")
-        try:
-            config = SourceConfig(**entry)
-        except TypeError as exc:
-            raise ValueError(f"entry {i}: {exc}") from exc
-        if config.type not in SOURCE_TYPES:
-            raise ValueError(f"entry {i}: type must be one of {SOURCE_TYPES}")
-        if config.type == "http" and not urlsplit(config.url).scheme.startswith("http"):
-            raise ValueError(f"entry {i}: an http source needs an http(s) url")
-        if config.format not in FORMATS:
-            raise ValueError(f"entry {i}: format must be one of {FORMATS}")
-        if not config.name or not config.name.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"entry {i}: name must be letters, digits, - or _")
-        configs.append(config)
-    if len({c.name for c in configs}) != len(configs):
-        raise ValueError("source names must be unique")
-    return configs
 
 
 @dataclass(frozen=True)
@@ -108,15 +60,17 @@ class Source(Protocol):
 class ReplaySource:
     """The bundled series, served window by window in time order."""
 
-    _cache: dict[str, tuple[Any, Any]] = {}
-    _lock = threading.Lock()
+    # One parsed copy of each file per process, shared by every instance.
+    _cache: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, config: SourceConfig, spec: DatasetSpec) -> None:
         self.config = config
         self.spec = spec
         path = Path(config.path) if config.path else spec.replay_data
         if path is None:
-            raise ValueError(f"source {config.name!r}: spec {spec.name} names no replay file; set its path")
+            raise ConfigError(f"COLLECT_SOURCES: source {config.name!r}: spec {spec.name} names no "
+                              "replay file; set its path")
         self.path = path
 
     def _table(self) -> tuple[Any, Any]:
@@ -154,21 +108,6 @@ class HttpSource:
         self.clock = clock
         self.environ = os.environ if environ is None else environ
         self.cache_object = f"{names.CACHE}{config.name}/latest.{config.format}"
-
-    def _session(self) -> Any:
-        import requests
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
-
-        retry = Retry(total=self.config.retries, connect=self.config.retries,
-                      read=self.config.retries, status=self.config.retries,
-                      backoff_factor=self.config.backoff_factor,
-                      status_forcelist=(500, 502, 503, 504), allowed_methods=("GET",),
-                      raise_on_status=False)
-        session = requests.Session()
-        session.mount("http://", HTTPAdapter(max_retries=retry))
-        session.mount("https://", HTTPAdapter(max_retries=retry))
-        return session
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/csv" if self.config.format == "csv" else "application/json"}
@@ -217,7 +156,7 @@ class HttpSource:
         self._save_state(last_call_at=now)
         host = urlsplit(self.config.url).netloc  # logged instead of the URL: it may carry a key
         try:
-            with self._session() as session:
+            with http_session(self.config.retries, self.config.backoff_factor) as session:
                 response = session.get(self._url(start, window), headers=self._headers(),
                                        timeout=(self.config.connect_timeout, self.config.read_timeout))
         except requests.RequestException as exc:
@@ -257,3 +196,8 @@ def build_source(config: SourceConfig, spec: DatasetSpec, backends: Backends) ->
     if config.type == "replay":
         return ReplaySource(config, spec)
     return HttpSource(config, backends)
+
+
+def build_sources(configs: Iterable[SourceConfig], spec: DatasetSpec, backends: Backends) -> dict[str, Source]:
+    """Name -> source object for the configured sources (COLLECT_SOURCES)."""
+    return {config.name: build_source(config, spec, backends) for config in configs}

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
+from shared.platform.errors import ConfigError
 from shared.platform.settings import PROJECT_ROOT
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 TIMESTAMP = "timestamp"
 
 
-class SpecError(ValueError):
+class SpecError(ConfigError):
     """The spec file is missing or does not describe a usable series."""
 
 

@@ -22,5 +22,5 @@ def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, f
         "rmse": float(np.sqrt(np.mean(err ** 2))),
         "mae": float(np.mean(np.abs(err))),
         "r2": float(1 - np.sum(err ** 2) / ss_tot) if ss_tot > 0 else float("nan"),
-        "n": int(len(y)),
+        "n": len(y),
     }

@@ -16,10 +16,10 @@ from datetime import timedelta
 
 import numpy as np
 
-from shared.platform import names
-from shared.platform.backends import Backends
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
 from shared.core.features import Actuals, HistoryConfig
+from shared.platform import names
+from shared.platform.backends import Backends
 from shared.platform.ports import where
 
 # Batches read per refresh at most (daily batches: about 16 are needed).
@@ -103,4 +103,4 @@ class RecentActuals:
         columns = {n: np.concatenate(v)[order] for n, v in values.items()}
         actuals = Actuals(ts[order], {t: columns[t] for t in self.spec.target_names},
                           int(self.spec.interval.total_seconds() // 60))
-        return ActualsSnapshot(cursor, actuals, int(len(ts)), ts[order], columns)
+        return ActualsSnapshot(cursor, actuals, len(ts), ts[order], columns)

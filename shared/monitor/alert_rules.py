@@ -10,32 +10,17 @@ condition clears; a condition that could not be evaluated is left out.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from shared.monitor.drift import FeatureDrift
-from shared.platform.settings import float_fields_from_json
+from shared.platform.settings import Thresholds  # ALERT_THRESHOLDS, parsed once by the settings
+
+__all__ = ["HIGH", "MEDIUM", "Condition", "Thresholds", "accuracy_condition", "drift_conditions",
+           "operations_conditions", "threshold_condition"]
 
 HIGH, MEDIUM = "high", "medium"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """ALERT_THRESHOLDS, with the steel document's defaults."""
-
-    mape_increase: float = 0.02   # fraction: 0.02 = two percentage points of MAPE
-    latency_spike: float = 2.0    # seconds, p95 request latency
-    error_rate: float = 0.05      # share of requests answered with a 5xx
-    cost_daily: float = 0.20      # USD per day
-    drift_share: float = 0.5      # share of features drifted
-    psi_warn: float = 0.1
-    psi_alert: float = 0.2
-    ks_pvalue: float = 0.05
-    ks_effect: float = 0.1        # minimum KS statistic that counts as drift
-
-    @classmethod
-    def from_json(cls, text: str) -> "Thresholds":
-        return float_fields_from_json(cls, text, "alert thresholds")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

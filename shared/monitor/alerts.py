@@ -10,13 +10,16 @@ webhook is recorded and never fails the run.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
-from shared.platform import names
 from shared.monitor.alert_rules import HIGH, Condition
+from shared.platform import names
+from shared.platform.http import http_session
 from shared.platform.log import get_logger
 from shared.platform.ports import DocumentStore, EventBus
 from shared.platform.timefmt import iso_utc
@@ -46,7 +49,8 @@ class AlertBook:
     def apply(self, conditions: Iterable[Condition], run_id: str, window: Mapping[str, Any]) -> list[AlertEvent]:
         events = []
         for condition in conditions:
-            event = self.documents.transaction(lambda txn, c=condition: self._step(txn, c, run_id, window))
+            event = self.documents.transaction(functools.partial(self._step, condition=condition, run_id=run_id,
+                                                                 window=window))
             if event is not None:
                 events.append(event)
         return events
@@ -74,7 +78,7 @@ class AlertBook:
         escalated = _RANK[condition.severity] > _RANK[current.get("severity")]
         due = now - float(current.get("notified_at", 0)) >= self.cooldown
         doc = {**current, **measured, "severity": max(condition.severity, current.get("severity"),
-                                                      key=_RANK.get)}
+                                                      key=lambda s: _RANK[s])}
         event = ESCALATED if escalated else REMINDER if due else None
         if event:
             doc.update(notified_at=now, notifications=int(current.get("notifications", 1)) + 1)
@@ -103,14 +107,10 @@ class Notifier:
 
     def _post(self, payload: Mapping[str, Any]) -> str:
         import requests
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
 
-        retry = Retry(total=self.retries, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504),
-                      allowed_methods=("POST",), raise_on_status=False)
-        with requests.Session() as session:
-            session.mount("http://", HTTPAdapter(max_retries=retry))
-            session.mount("https://", HTTPAdapter(max_retries=retry))
+        # A webhook post is not idempotent in general, but chat webhooks tolerate a duplicate
+        # message better than a lost alert, so POST is retried too.
+        with http_session(self.retries, 0.2, methods=("POST",)) as session:
             try:
                 response = session.post(self.webhook_url, json=payload, timeout=self.timeout)
             except requests.RequestException as exc:

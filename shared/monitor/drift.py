@@ -62,4 +62,4 @@ def feature_drift(feature: str, reference: np.ndarray, recent: np.ndarray, psi_w
     ks_drift = test.pvalue < ks_pvalue and test.statistic >= ks_effect
     level = "alert" if value >= psi_alert else "warn" if value >= psi_warn or ks_drift else "none"
     return FeatureDrift(feature, round(value, 6), round(float(test.statistic), 6),
-                        float(test.pvalue), int(len(reference)), int(len(recent)), level)
+                        float(test.pvalue), len(reference), len(recent), level)

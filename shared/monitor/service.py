@@ -16,28 +16,27 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 
-from shared.platform import names
-from shared.monitor.alert_rules import (HIGH, Condition, Thresholds, accuracy_condition, drift_conditions,
-                                operations_conditions)
-from shared.monitor.alerts import ESCALATED, OPENED, AlertBook, Notifier
-from shared.platform.backends import Backends
 from shared.core.dataset_spec import DatasetSpec
-from shared.monitor.drift import FeatureDrift, feature_drift
-from shared.platform.durations import parse_duration
-from shared.platform.log import get_logger
 from shared.core.metrics import regression_metrics
-from shared.platform.ports import where
 from shared.core.recent_actuals import RecentActuals
 from shared.core.registry import Registry, unpack_arrays
+from shared.monitor.alert_rules import HIGH, Condition, accuracy_condition, drift_conditions, operations_conditions
+from shared.monitor.alerts import ESCALATED, OPENED, AlertBook, Notifier
+from shared.monitor.drift import FeatureDrift, feature_drift
 from shared.monitor.report import render
-from shared.platform.settings import Settings, float_fields_from_json
-from shared.platform.timefmt import iso_utc
+from shared.platform import names
+from shared.platform.backends import Backends
+from shared.platform.log import get_logger
+from shared.platform.ports import where
+from shared.platform.settings import CostModel, Settings
+from shared.platform.timefmt import iso_utc, utc_day, utc_stamp
 
 log = get_logger("monitor")
 ACCURACY_MIN_ROWS = 30
@@ -46,27 +45,18 @@ RETRAIN_METRICS = ("drift", "drift_share", "mape_increase")
 
 
 @dataclass(frozen=True)
-class CostModel:
-    """Published per-unit prices (Cloud Run functions, tier 1) and the function's size."""
+class MonitorRequest:
+    """What one run is asked for: the window (default MONITOR_WINDOW) and why it runs."""
 
-    vcpu_second_usd: float = 0.000024
-    gib_second_usd: float = 0.0000025
-    invocation_usd: float = 0.0000004
-    vcpu: float = 1.0
-    memory_gib: float = 0.5
-
-    @classmethod
-    def from_json(cls, text: str) -> "CostModel":
-        return float_fields_from_json(cls, text, "cost model keys")  # type: ignore[return-value]
-
-    def daily(self, invocations_per_day: float, mean_seconds: float) -> float:
-        per_call = self.invocation_usd + mean_seconds * (self.vcpu * self.vcpu_second_usd
-                                                         + self.memory_gib * self.gib_second_usd)
-        return invocations_per_day * per_call
+    window: timedelta | None = None
+    cause: str = "schedule"
 
 
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+def daily_cost(cost: CostModel, invocations_per_day: float, mean_seconds: float) -> float:
+    """Estimated USD per day of predict at this rate and mean duration."""
+    per_call = cost.invocation_usd + mean_seconds * (cost.vcpu * cost.vcpu_second_usd
+                                                     + cost.memory_gib * cost.gib_second_usd)
+    return invocations_per_day * per_call
 
 
 class Monitor:
@@ -78,10 +68,10 @@ class Monitor:
         self.backends = backends
         self.spec = spec
         self.clock = clock
-        self.thresholds = Thresholds.from_json(settings.alert_thresholds)
-        self.cost = CostModel.from_json(settings.cost_model)
+        self.thresholds = settings.alert_thresholds
+        self.cost = settings.cost_model
         self.registry = Registry(settings, backends)
-        self.book = AlertBook(backends.documents, parse_duration(settings.alert_cooldown), clock)
+        self.book = AlertBook(backends.documents, settings.alert_cooldown, clock)
         self.notifier = Notifier(backends.events, settings.topic_alerts, settings.alert_webhook_url)
 
     # -- inputs ---------------------------------------------------------------------
@@ -102,8 +92,9 @@ class Monitor:
     def _entries(self, since: float) -> list[dict[str, Any]]:
         """Request records of predict logged since ``since`` (epoch seconds)."""
         entries = []
-        day = datetime.fromtimestamp(since, timezone.utc).date()
-        while day <= datetime.fromtimestamp(self.clock(), timezone.utc).date():
+        # The prediction log is partitioned by UTC day (``date=YYYY-MM-DD/``).
+        day, last = date.fromisoformat(utc_day(since)), date.fromisoformat(utc_day(self.clock()))
+        while day <= last:
             for obj in self.backends.blobs.list(f"{names.PREDICTIONS}date={day.isoformat()}/"):
                 for line in self.backends.blobs.read(obj).decode().splitlines():
                     entry = json.loads(line)
@@ -121,7 +112,7 @@ class Monitor:
         latency = np.array([e["latency_ms"] for e in entries], dtype=float)
         per_day = len(entries) * 86400 / window.total_seconds()
         return {
-            "requests": int(len(entries)), "errors": int((statuses >= 500).sum()),
+            "requests": len(entries), "errors": int((statuses >= 500).sum()),
             "error_rate": float((statuses >= 500).mean()),
             "client_errors": int(((statuses >= 400) & (statuses < 500)).sum()),
             "latency_p50_ms": float(np.percentile(latency, 50)),
@@ -129,7 +120,7 @@ class Monitor:
             "latency_p99_ms": float(np.percentile(latency, 99)),
             "predictions": int(sum(e.get("rows", 0) for e in entries if e["status"] == 200)),
             "invocations_per_day": per_day,
-            "cost_daily_usd": self.cost.daily(per_day, float(latency.mean()) / 1000),
+            "cost_daily_usd": daily_cost(self.cost, per_day, float(latency.mean()) / 1000),
         }
 
     def _drift(self, recent: Mapping[str, np.ndarray],
@@ -192,18 +183,19 @@ class Monitor:
                 if keep.any():
                     groups.setdefault((target, entry["versions"][target]), []).append(
                         (ts[keep], np.asarray(predicted, float)[keep], actual[keep]))
-        return {key: tuple(np.concatenate(parts) for parts in zip(*chunks))
+        return {key: tuple(np.concatenate(parts) for parts in zip(*chunks, strict=True))
                 for key, chunks in groups.items()}
 
     # -- the run --------------------------------------------------------------------
 
-    def run(self, window: timedelta | None = None, cause: str = "schedule") -> dict[str, Any]:
+    def run(self, request: MonitorRequest = MonitorRequest()) -> dict[str, Any]:
         """Measure, update alerts, notify, write the report; returns a summary."""
-        window = window or parse_duration(self.settings.monitor_window)
+        window = request.window or self.settings.monitor_window
+        cause = request.cause
         now = self.clock()
-        run_id = f"{datetime.fromtimestamp(now, timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        run_id = f"{utc_stamp(now)}-{uuid.uuid4().hex[:6]}"
         models = self._production()
-        lookback = parse_duration(self.settings.monitor_prediction_lookback)
+        lookback = self.settings.monitor_prediction_lookback
         snapshot = RecentActuals(self.backends, self.spec, max(window, lookback)).refresh()
         all_entries = self._entries(now - max(window, lookback).total_seconds())
         recent = [e for e in all_entries if e["time"] >= now - window.total_seconds()]
@@ -233,7 +225,8 @@ class Monitor:
             conditions += drift_conditions("collected", found, self.thresholds,
                                            newest["version"] if newest else None)
             drift_rows += [{"source": "collected", **d.as_dict()} for d in found]
-            for (target, version), (ts, predicted, actual) in sorted(self._joined(all_entries, snapshot, start, end).items()):
+            joined = self._joined(all_entries, snapshot, start, end)
+            for (target, version), (ts, predicted, actual) in sorted(joined.items()):
                 m = regression_metrics(actual, predicted)
                 record = self.registry.get(version) or {}
                 holdout = ((record.get("metrics") or {}).get("served") or {}).get("mape")
@@ -242,7 +235,7 @@ class Monitor:
                                  "mape": m["mape"], "rmse": m["rmse"], "holdout_mape": holdout,
                                  "production": production})
                 if production and holdout is not None and m["n"] >= ACCURACY_MIN_ROWS:
-                    conditions.append(accuracy_condition(target, version, m["mape"], holdout, m["n"],
+                    conditions.append(accuracy_condition(target, version, m["mape"], holdout, int(m["n"]),
                                                          self.thresholds))
                 if production:
                     order = np.argsort(ts)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -38,7 +38,7 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float]]]) -> str
             continue
         x = _scale(np.arange(len(values), dtype=float), 0, len(values) - 1, PAD, WIDTH - PAD)
         y = _scale(values, lo, hi, HEIGHT - PAD, 10)
-        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y) if np.isfinite(b))
+        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y, strict=False) if np.isfinite(b))
         body += f'<polyline fill="none" stroke="{COLOURS[i % len(COLOURS)]}" stroke-width="1.2" points="{points}"/>'
     return _frame(title, body, lo, hi, [name for name, _ in series])
 

@@ -12,8 +12,10 @@ import json
 import logging
 import re
 import sys
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
+
+from shared.platform.timefmt import iso_utc
 
 TRACE_KEY = "logging.googleapis.com/trace"
 SPAN_KEY = "logging.googleapis.com/spanId"
@@ -54,7 +56,7 @@ class JsonFormatter(logging.Formatter):
             "severity": _SEVERITY.get(record.levelname, "DEFAULT"),
             "message": record.getMessage(),
             "component": getattr(record, "component", record.name),
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "time": iso_utc(record.created, timespec="microseconds"),
             "logger": record.name,
         }
         fields = getattr(record, "fields", None)
@@ -76,7 +78,7 @@ class _StdoutHandler(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stdout
 
@@ -86,7 +88,11 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 def configure(project: str, level: str = "INFO", stream: Any = None) -> None:
-    """Route the root logger to one JSON line per record (idempotent)."""
+    """Route the root logger to one JSON line per record (idempotent).
+
+    ``level`` is one of DEBUG, INFO, WARNING, ERROR: the LOG_LEVEL setting, which
+    ``Settings.from_env`` has already validated.
+    """
     global _configured
     root = logging.getLogger()
     if _configured and stream is None:

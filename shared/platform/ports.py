@@ -8,14 +8,17 @@ values; timestamps travel as ISO 8601 strings so both adapters sort them alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from shared.platform.errors import ForecastError
 
 T = TypeVar("T")
 Doc = dict[str, Any]
 
 
-class StoreError(Exception):
+class StoreError(ForecastError):
     """Base of the errors the ports define."""
 
 

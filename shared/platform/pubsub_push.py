@@ -12,14 +12,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.platform.errors import InvalidData
 
 MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
-class BadEvent(ValueError):
+class BadEvent(InvalidData):
     """The event is not a decodable Pub/Sub message with a JSON object payload."""
 
 
@@ -49,7 +52,7 @@ def check_attributes(attributes: Mapping[str, str] | None) -> dict[str, str]:
 
 def rfc3339_now() -> str:
     """The current time as Pub/Sub writes publish times (UTC, milliseconds, Z)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def push_body(subscription: str, message_id: str, data: bytes, attributes: Mapping[str, str],

@@ -1,34 +1,121 @@
 """One settings object, read from the environment.
 
-Every variable is declared once in ``VARIABLES`` with its default and meaning;
-the README's configuration table is checked against this list by a test.
+Every variable is declared once in ``VARIABLES`` with its default, meaning, a
+parser that returns the typed value (a number, a timedelta, a tuple of frozen
+dataclasses...) and a formatter that writes it back as text. Parsing happens once,
+in ``Settings.from_env``: services receive typed values and never parse settings
+text; an invalid value raises ConfigError naming the variable. The README's
+configuration table is checked against this list by a test.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.platform.errors import ConfigError
+from shared.platform.structs import FrozenJson, from_json_object
+from shared.platform.timefmt import format_duration, parse_duration
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 BACKENDS = ("embedded", "gcp")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SOURCE_TYPES = ("replay", "http")
+# The record formats shared.core.frames parses (a unit test keeps the two equal;
+# the platform layer may not import core).
+SOURCE_FORMATS = ("csv", "json")
+
+__all__ = ["BACKENDS", "LOG_LEVELS", "PROJECT_ROOT", "SOURCE_FORMATS", "SOURCE_TYPES", "VARIABLES",
+           "ConfigError", "CostModel", "Settings", "SourceConfig", "Thresholds", "Variable", "attribute_name"]
 
 
-class ConfigError(ValueError):
-    """An environment variable holds a value the project cannot use."""
+# -- typed values of the JSON variables ---------------------------------------------
 
 
 @dataclass(frozen=True)
-class Variable:
-    """One environment variable: its name, default, parser and meaning."""
+class SourceConfig:
+    """One configured source (an entry of COLLECT_SOURCES); keys in docs/collect.md."""
 
     name: str
-    default: str
-    doc: str
-    parse: Callable[[str], object] = str
-    secret: bool = False
+    type: str
+    path: str = ""
+    url: str = ""
+    format: str = "csv"
+    api_key_env: str = ""
+    api_key_header: str = "X-API-Key"
+    min_interval_seconds: float = 0.0
+    cache_ttl_seconds: float = 0.0
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+    retries: int = 3
+    backoff_factor: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.type not in SOURCE_TYPES:
+            raise ValueError(f"type must be one of {SOURCE_TYPES}")
+        if self.type == "http" and not urlsplit(self.url).scheme.startswith("http"):
+            raise ValueError("an http source needs an http(s) url")
+        if self.format not in SOURCE_FORMATS:
+            raise ValueError(f"format must be one of {SOURCE_FORMATS}")
+        # The name becomes part of object paths and batch ids.
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("name must be letters, digits, - or _")
+        _non_negative(self, "min_interval_seconds", "cache_ttl_seconds", "retries", "backoff_factor")
+        _positive(self, "connect_timeout", "read_timeout")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """ALERT_THRESHOLDS, with the steel document's defaults."""
+
+    mape_increase: float = 0.02   # fraction: 0.02 = two percentage points of MAPE
+    latency_spike: float = 2.0    # seconds, p95 request latency
+    error_rate: float = 0.05      # share of requests answered with a 5xx
+    cost_daily: float = 0.20      # USD per day
+    drift_share: float = 0.5      # share of features drifted
+    psi_warn: float = 0.1
+    psi_alert: float = 0.2
+    ks_pvalue: float = 0.05
+    ks_effect: float = 0.1        # minimum KS statistic that counts as drift
+
+    def __post_init__(self) -> None:
+        _non_negative(self, *(f for f in asdict(self)))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """COST_MODEL: published per-unit prices (Cloud Run functions, tier 1) and the function's size."""
+
+    vcpu_second_usd: float = 0.000024
+    gib_second_usd: float = 0.0000025
+    invocation_usd: float = 0.0000004
+    vcpu: float = 1.0
+    memory_gib: float = 0.5
+
+    def __post_init__(self) -> None:
+        _non_negative(self, *(f for f in asdict(self)))
+
+
+def _non_negative(obj: object, *names: str) -> None:
+    bad = [n for n in names if getattr(obj, n) < 0]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: must not be negative")
+
+
+def _positive(obj: object, *names: str) -> None:
+    bad = [n for n in names if not getattr(obj, n) > 0]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: must be positive")
+
+
+# -- parsers: text -> typed value (ValueError says what is wrong) ----------------------
 
 
 def _positive_int(text: str) -> int:
@@ -45,24 +132,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _backend(text: str) -> str:
-    if text not in BACKENDS:
-        raise ValueError(f"must be one of {', '.join(BACKENDS)}")
-    return text
-
-
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError("must be 0 or a positive integer")
     return value
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError("must be true or false")
-    return lowered in ("true", "1", "yes")
 
 
 def _fraction(text: str) -> float:
@@ -72,44 +146,21 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _json_of(kind: type, label: str) -> Callable[[str], str]:
-    """A parser that checks the text is JSON of ``kind`` and keeps it as text."""
-
+def _one_of(choices: tuple[str, ...], upper: bool = False) -> Callable[[str], str]:
     def parse(text: str) -> str:
-        import json
-
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"not JSON: {exc}") from exc
-        if not isinstance(value, kind):
-            raise ValueError(f"must be a JSON {label}")
-        return text
+        value = text.strip().upper() if upper else text
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
 
     return parse
 
 
-_json_list = _json_of(list, "list")
-_json_object = _json_of(dict, "object")
-
-
-def float_fields_from_json(cls: type, text: str, what: str) -> object:
-    """A dataclass of float fields from a JSON object overriding its defaults."""
-    import json
-    from dataclasses import fields as dataclass_fields
-
-    values = json.loads(text) if text.strip() else {}
-    unknown = sorted(set(values) - {f.name for f in dataclass_fields(cls)})
-    if unknown:
-        raise ValueError(f"unknown {what}: {unknown}")
-    return cls(**{k: float(v) for k, v in values.items()})
-
-
-def _duration(text: str) -> str:
-    from shared.platform.durations import parse_duration
-
-    parse_duration(text)
-    return text
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be true or false")
+    return lowered in ("true", "1", "yes")
 
 
 def _topic_id(text: str) -> str:
@@ -119,9 +170,78 @@ def _topic_id(text: str) -> str:
     return text
 
 
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+
+
+def _sources(text: str) -> tuple[SourceConfig, ...]:
+    entries = _json(text)
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("must be a non-empty JSON list of source objects")
+    configs = tuple(from_json_object(SourceConfig, entry, f"entry {i}") for i, entry in enumerate(entries))
+    if len({c.name for c in configs}) != len(configs):
+        raise ValueError("source names must be unique")
+    return configs
+
+
+def _training_params(text: str) -> Mapping[str, Any]:
+    value = _json(text)
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return FrozenJson(value)
+
+
+def _json_dataclass(cls: type) -> Callable[[str], Any]:
+    """A parser for a JSON object overriding the defaults of the frozen dataclass ``cls``."""
+    return lambda text: from_json_object(cls, _json(text) if text.strip() else {})
+
+
+# -- formatters: typed value -> text that parses back to it ---------------------------
+
+
+def _text_of_bool(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _text_of_sources(value: Any) -> str:
+    return json.dumps([asdict(c) for c in value])
+
+
+def _text_of_dataclass(value: Any) -> str:
+    return json.dumps(asdict(value))
+
+
+def _text_of_mapping(value: Any) -> str:
+    return json.dumps(dict(value))
+
+
+def _text_of_duration(value: Any) -> str:
+    return format_duration(value)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, default, meaning, parser and formatter."""
+
+    name: str
+    default: str
+    doc: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    format: Callable[[Any], str] = str
+    echo: bool = True  # whether a parse error may quote the value (not for secrets or URLs)
+
+
+def _duration_variable(name: str, default: str, doc: str) -> Variable:
+    return Variable(name, default, doc, parse_duration, format=_text_of_duration)
+
+
 VARIABLES: tuple[Variable, ...] = (
     Variable("BACKEND", "embedded", "`embedded` (local directory, SQLite, in-process bus) or `gcp` "
-             "(Cloud Storage, Firestore, Pub/Sub; honours the `*_EMULATOR_HOST` variables).", _backend),
+             "(Cloud Storage, Firestore, Pub/Sub; honours the `*_EMULATOR_HOST` variables).", _one_of(BACKENDS)),
     Variable("GOOGLE_CLOUD_PROJECT", "local-project", "Project id for every Google Cloud client, "
              "emulators included."),
     Variable("BUCKET", "forecast-data", "Cloud Storage bucket holding raw, processed, models, "
@@ -147,13 +267,13 @@ VARIABLES: tuple[Variable, ...] = (
              "counts as failed.", _positive_float),
     Variable("COLLECT_SOURCES", '[{"name": "replay", "type": "replay"}]', "JSON list of sources "
              "collect_data reads (see docs/collect.md for the keys of `replay` and `http` sources).",
-             _json_list),
-    Variable("COLLECT_WINDOW", "P1D", "Window one collection takes after the last stored "
-             "timestamp (ISO 8601 or `7d`, `6h`).", _duration),
+             _sources, format=_text_of_sources, echo=False),
+    _duration_variable("COLLECT_WINDOW", "P1D", "Window one collection takes after the last "
+                       "stored timestamp (ISO 8601 or `7d`, `6h`)."),
     Variable("QUALITY_THRESHOLD", "0.8", "Lowest quality score at which a batch is accepted.",
              _fraction),
     Variable("TRAINING_PARAMS", "{}", "JSON object merged over the spec's estimator parameters "
-             "(e.g. `{\"max_iter\": 100}`).", _json_object),
+             "(e.g. `{\"max_iter\": 100}`).", _training_params, format=_text_of_mapping),
     Variable("CLAIM_LEASE_SECONDS", "120", "How long a running retrain's claim on an event "
              "lasts before a redelivery may take it over (a retrain is idempotent, so a lease "
              "shorter than the function timeout risks only repeated work).", _positive_float),
@@ -171,31 +291,33 @@ VARIABLES: tuple[Variable, ...] = (
              "once it holds this many requests...", _positive_int),
     Variable("PREDICTION_LOG_FLUSH_SECONDS", "30", "...or once its oldest entry is this old.",
              _positive_float),
-    Variable("MONITOR_WINDOW", "P1D", "Window monitor evaluates: requests by wall-clock time, "
-             "collected data and accuracy by data time.", _duration),
-    Variable("MONITOR_PREDICTION_LOOKBACK", "P7D", "How far back monitor reads the prediction log "
-             "to join predictions with actuals that arrived later.", _duration),
+    _duration_variable("MONITOR_WINDOW", "P1D", "Window monitor evaluates: requests by wall-clock "
+                       "time, collected data and accuracy by data time."),
+    _duration_variable("MONITOR_PREDICTION_LOOKBACK", "P7D", "How far back monitor reads the "
+                       "prediction log to join predictions with actuals that arrived later."),
     Variable("ALERT_THRESHOLDS", "{}", "JSON object overriding alert thresholds: mape_increase "
              "0.02, latency_spike 2.0 (s), error_rate 0.05, cost_daily 0.20 (USD), drift_share 0.5, "
-             "psi_warn 0.1, psi_alert 0.2, ks_pvalue 0.05, ks_effect 0.1.", _json_object),
-    Variable("ALERT_COOLDOWN", "PT6H", "An open alert notifies again only after this long "
-             "(at once if its severity rises).", _duration),
+             "psi_warn 0.1, psi_alert 0.2, ks_pvalue 0.05, ks_effect 0.1.", _json_dataclass(Thresholds),
+             format=_text_of_dataclass),
+    _duration_variable("ALERT_COOLDOWN", "PT6H", "An open alert notifies again only after this "
+                       "long (at once if its severity rises)."),
     Variable("ALERT_WEBHOOK_URL", "", "Optional Slack-compatible webhook for new and resolved "
              "alerts (a secret: never logged).", str, True),
     Variable("MONITOR_AUTO_RETRAIN", "false", "When true, a new high drift or accuracy alert "
-             "publishes a retrain request (off by default: see docs/monitor.md).", _boolean),
+             "publishes a retrain request (off by default: see docs/monitor.md).", _boolean,
+             format=_text_of_bool),
     Variable("COST_MODEL", "{}", "JSON object overriding the cost estimate's prices and sizes: "
              "vcpu_second_usd 0.000024, gib_second_usd 0.0000025, invocation_usd 0.0000004, "
-             "vcpu 1, memory_gib 0.5.", _json_object),
+             "vcpu 1, memory_gib 0.5.", _json_dataclass(CostModel),
+             format=_text_of_dataclass),
     Variable("LOG_LEVEL", "INFO", "Lowest severity written to the JSON log "
-             "(DEBUG, INFO, WARNING, ERROR)."),
+             "(DEBUG, INFO, WARNING, ERROR).", _one_of(LOG_LEVELS, upper=True)),
 )
-
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The project's configuration, one attribute per variable in ``VARIABLES``."""
+    """The project's configuration, one typed attribute per variable in ``VARIABLES``."""
 
     backend: str
     project: str
@@ -211,10 +333,10 @@ class Settings:
     event_min_backoff_seconds: float
     event_max_backoff_seconds: float
     event_ack_deadline_seconds: float
-    collect_sources: str
-    collect_window: str
+    collect_sources: tuple[SourceConfig, ...]
+    collect_window: timedelta
     quality_threshold: float
-    training_params: str
+    training_params: Mapping[str, Any]
     claim_lease_seconds: float
     code_version: str
     model_refresh_seconds: float
@@ -223,20 +345,21 @@ class Settings:
     predict_threads: int
     prediction_log_flush_records: int
     prediction_log_flush_seconds: float
-    monitor_window: str
-    monitor_prediction_lookback: str
-    alert_thresholds: str
-    alert_cooldown: str
+    monitor_window: timedelta
+    monitor_prediction_lookback: timedelta
+    alert_thresholds: Thresholds
+    alert_cooldown: timedelta
     alert_webhook_url: str = field(repr=False)  # a secret: never in a repr or log
     monitor_auto_retrain: bool
-    cost_model: str
+    cost_model: CostModel
     log_level: str
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
-        """Read every variable from ``environ`` (default ``os.environ``).
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read and parse every variable from ``environ`` (default ``os.environ``).
 
         Raises ConfigError naming the variable when a value does not parse.
+        ``overrides`` replace parsed values and must already be typed.
         """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
@@ -245,7 +368,8 @@ class Settings:
             try:
                 values[attribute_name(var.name)] = var.parse(text)
             except ValueError as exc:
-                raise ConfigError(f"{var.name}={text!r}: {exc}") from exc
+                shown = f" (got {text!r})" if var.echo and not var.secret else ""
+                raise ConfigError(f"{var.name}: {exc}{shown}") from exc
         values["state_dir"] = Path(str(values["state_dir"])).expanduser().resolve()
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -253,18 +377,16 @@ class Settings:
             raise ConfigError("EVENT_MAX_BACKOFF_SECONDS must not be below EVENT_MIN_BACKOFF_SECONDS")
         return settings
 
+    def to_environ(self) -> dict[str, str]:
+        """The environment that reproduces these settings (in a fresh process or module)."""
+        return {var.name: var.format(getattr(self, attribute_name(var.name))) for var in VARIABLES}
+
     @property
     def topics(self) -> tuple[str, str, str]:
+        """The three topics the functions publish on."""
         return (self.topic_data_ready, self.topic_model_updated, self.topic_alerts)
-
-    def dead_letter_topic(self, topic: str) -> str:
-        return f"{topic}{self.dead_letter_suffix}"
-
-    def dead_letter_subscription(self, topic: str) -> str:
-        return f"{self.dead_letter_topic(topic)}-pull"
 
 
 def attribute_name(variable_name: str) -> str:
     """The Settings attribute that holds an environment variable's value."""
     return {"GOOGLE_CLOUD_PROJECT": "project"}.get(variable_name, variable_name.lower())
-

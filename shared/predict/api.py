@@ -1,4 +1,4 @@
-"""The predict API's requests and responses: strict validation, response shapes.
+"""The predict function's HTTP interface: routes, auth, strict request validation, response shapes.
 
 A request is one observation as the energy document defines it
 (``Temperature``, ``Humidity``, ``WindSpeed``, ``GeneralDiffuseFlows``,
@@ -9,21 +9,29 @@ Validation is vectorised so a 10,000-row batch stays cheap.
 
 from __future__ import annotations
 
+import hmac
 import math
+import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.core.dataset_spec import DatasetSpec
 from shared.core.features import CALENDAR_FIELDS
-from shared.platform.http import ApiError, field_error
+from shared.platform.errors import ForecastError, InvalidRequest, MethodNotAllowed, NotFound, Unauthorized, field_error
+from shared.platform.http import is_pubsub_push, read_json_object, status_for
+from shared.platform.timefmt import iso_utc, parse_iso_local
 from shared.predict.serving import Predictions
-from shared.platform.timefmt import iso_utc
+
+if TYPE_CHECKING:
+    from shared.predict.service import PredictService
 
 TIMESTAMP_FIELD = "Timestamp"
+PREDICT_PATHS = ("/", "/predict")
+GET_PATHS = ("/health", "/openapi.json", "/docs")
 MAX_REPORTED_ERRORS = 100
 _NUMBER = (int, float)
 _NUMBER_TYPES = {int, float}
@@ -43,15 +51,8 @@ class PredictRequest:
 
 
 def _parse_one_timestamp(value: Any, spec: DatasetSpec) -> np.datetime64 | None:
-    if not isinstance(value, str) or len(value) < 10 or value[4:5] != "-":
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone(spec.utc_offset)).replace(tzinfo=None)
-    return np.datetime64(parsed.replace(second=0, microsecond=0), "m")
+    parsed = parse_iso_local(value, spec.utc_offset)
+    return None if parsed is None else np.datetime64(parsed.replace(second=0, microsecond=0), "m")
 
 
 def _timestamps(values: list[Any], spec: DatasetSpec, errors: list[dict], path: Any) -> np.ndarray:
@@ -111,7 +112,7 @@ def _numbers(name: str, values: list[Any], lo: float, hi: float, errors: list[di
 
 def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int,
                   available_targets: Sequence[str]) -> PredictRequest:
-    """Validate a predict body; ApiError(400) lists every offending field."""
+    """Validate a predict body; InvalidRequest lists every offending field."""
     errors: list[dict] = []
     single = "instances" not in body
     fields = (*spec.feature_names, TIMESTAMP_FIELD)
@@ -124,10 +125,10 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
         instances = body["instances"]
         errors += [field_error(k, "unknown field") for k in sorted(set(body) - {"instances", "targets", "format"})]
         if not isinstance(instances, list) or not instances:
-            raise ApiError(400, "invalid request", [*errors, field_error(
+            raise InvalidRequest("invalid request", [*errors, field_error(
                 "instances", "must be a non-empty list of observations")])
         if len(instances) > max_instances:
-            raise ApiError(400, "batch too large", [field_error(
+            raise InvalidRequest("batch too large", [field_error(
                 "instances", "batch too large", count=len(instances), max=max_instances)])
 
         def path(i: int, name: str) -> str:
@@ -150,7 +151,7 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
     timestamps = _timestamps([inst.get(TIMESTAMP_FIELD, _MISSING) for inst in instances], spec,
                              errors, path)
     if errors:
-        raise ApiError(400, "invalid request", errors[:MAX_REPORTED_ERRORS]
+        raise InvalidRequest("invalid request", errors[:MAX_REPORTED_ERRORS]
                        + ([{"field": "...", "reason": f"{len(errors) - MAX_REPORTED_ERRORS} more errors"}]
                           if len(errors) > MAX_REPORTED_ERRORS else []))
     return PredictRequest(single, timestamps, weather, targets, instances, response_format)
@@ -166,6 +167,11 @@ def _targets(value: Any, spec: DatasetSpec, available: Sequence[str], errors: li
     errors += [field_error(f"targets[{i}]", "unknown target", value=value[i], allowed=spec.target_names)
                for i in unknown]
     return tuple(dict.fromkeys(value))
+
+
+def _rows(keys: Sequence[str], columns: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-row dicts from equally long columns, in ``keys`` order."""
+    return [dict(zip(keys, row, strict=True)) for row in zip(*(columns[k] for k in keys), strict=True)]
 
 
 def response(request: PredictRequest, result: Predictions, versions: Mapping[str, str],
@@ -187,9 +193,9 @@ def response(request: PredictRequest, result: Predictions, versions: Mapping[str
         body.update(columns={"predictions": values, "variants": variants, "derived_features": calendar})
         return body
     rows = range(len(request.timestamps))
-    pred_rows = [dict(zip(targets, r)) for r in zip(*(values[t] for t in targets))]
-    variant_rows = [dict(zip(targets, r)) for r in zip(*(variants[t] for t in targets))]
-    calendar_rows = [dict(zip(CALENDAR_FIELDS, r)) for r in zip(*(calendar[k] for k in CALENDAR_FIELDS))]
+    pred_rows = _rows(targets, values)
+    variant_rows = _rows(targets, variants)
+    calendar_rows = _rows(CALENDAR_FIELDS, calendar)
     items = [{"predictions": pred_rows[i], "variants": variant_rows[i], "derived_features": calendar_rows[i]}
              for i in rows]
     if not request.single:
@@ -201,8 +207,72 @@ def response(request: PredictRequest, result: Predictions, versions: Mapping[str
                               TIMESTAMP_FIELD: request.instances[0][TIMESTAMP_FIELD],
                               **item["derived_features"]}
     legacy = spec.section("api")
-    main_target = legacy.get("legacy_target") if legacy.get("legacy_target") in targets else targets[0]
-    if legacy.get("legacy_prediction_field") and main_target == legacy.get("legacy_target"):
+    legacy_target = legacy.get("legacy_target")
+    main_target = str(legacy_target) if legacy_target in targets else targets[0]
+    if legacy.get("legacy_prediction_field") and main_target == legacy_target:
         body[legacy["legacy_prediction_field"]] = item["predictions"][main_target]
     body["model_version"] = versions[main_target]
     return body
+
+
+class PredictApi:
+    """Routes one HTTP request to the service and shapes its answer."""
+
+    def __init__(self, service: PredictService, api_key: str = "") -> None:
+        # openapi imports this module's field names, so it is imported here, not at the top.
+        from shared.predict.openapi import docs_page, document
+
+        self.service = service
+        self.api_key = api_key
+        self.openapi = document(service.spec, service.max_instances)
+        self.docs = docs_page(self.openapi)
+
+    def handle(self, request: Any) -> tuple[Any, int, dict[str, str]]:
+        """Dispatch one HTTP request: (body, status, extra headers)."""
+        if is_pubsub_push(request):
+            return self.service.model_updated(), 200, {}
+        path = request.path.rstrip("/") or "/"
+        if path in PREDICT_PATHS:
+            _require(request, "POST")
+            self._authorize(request)
+            return self.predict(request)
+        if path in GET_PATHS:
+            _require(request, "GET")
+            if path == "/health":
+                body = self.service.health()
+                return body, 200 if body["status"] == "ok" else 503, {}
+            if path == "/openapi.json":
+                return self.openapi, 200, {}
+            return self.docs, 200, {"Content-Type": "text/html; charset=utf-8"}
+        raise NotFound(f"no route {path}")
+
+    def _authorize(self, request: Any) -> None:
+        if self.api_key:
+            given = request.headers.get("X-API-Key", "")
+            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                raise Unauthorized("missing or wrong API key")
+
+    def predict(self, request: Any) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Parse, predict, answer; every outcome (errors too) goes to the prediction log."""
+        started = time.perf_counter()
+        status, details = 500, {}
+        try:
+            service = self.service
+            parsed = parse_request(read_json_object(request, allow_empty=False), service.spec,
+                                   service.max_instances, service.available_targets())
+            served = service.predict(parsed)
+            body = response(parsed, served.result, served.versions, service.spec)
+            status, details = 200, service.logged(parsed, served)
+            return body, 200, {}
+        except ForecastError as exc:
+            status = status_for(exc)
+            details = {"error": exc.message,
+                       "error_fields": [e.get("field") for e in getattr(exc, "errors", [])][:20]}
+            raise
+        finally:
+            self.service.record_request(status, (time.perf_counter() - started) * 1000, details)
+
+
+def _require(request: Any, method: str) -> None:
+    if request.method != method:
+        raise MethodNotAllowed(request.method, (method,))

@@ -79,7 +79,8 @@ def document(spec: DatasetSpec, max_instances: int) -> dict[str, Any]:
                                                                          "derived_features"],
                                           "description": "format columns: one list per field",
                                           "properties": {
-                                              "predictions": _map({"type": "array", "items": {"type": "number"}}, targets),
+                                              "predictions": _map({"type": "array",
+                                                                   "items": {"type": "number"}}, targets),
                                               "variants": _map({"type": "array", "items": {
                                                   "type": "string", "enum": VARIANT_NAMES}}, targets),
                                               "derived_features": _map({"type": "array", "items": {

@@ -15,17 +15,18 @@ import threading
 import time
 import uuid
 import weakref
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from shared.platform import names
 from shared.platform.log import get_logger
 from shared.platform.ports import BlobStore
+from shared.platform.timefmt import utc_day
 
 log = get_logger("prediction-log")
 # Cloud Run gives an instance 10 s between SIGTERM and SIGKILL.
 SHUTDOWN_SECONDS = 8.0
-_open: "weakref.WeakSet[PredictionLog]" = weakref.WeakSet()
+_open: weakref.WeakSet[PredictionLog] = weakref.WeakSet()
 
 
 def close_all(budget: float = SHUTDOWN_SECONDS) -> None:
@@ -89,7 +90,7 @@ class PredictionLog:
                 seq = self._seq
             if not entries:
                 return 0
-            day = datetime.fromtimestamp(self.clock(), timezone.utc).strftime("%Y-%m-%d")
+            day = utc_day(self.clock())
             name = f"{names.PREDICTIONS}date={day}/{self.instance}-{seq:06d}.jsonl"
             body = "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n" for e in entries)
             try:

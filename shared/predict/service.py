@@ -1,33 +1,40 @@
-"""The predict function's behaviour: routes, freshness checks, auth, logging of requests.
+"""The predict function's behaviour: hot-loaded models, freshness checks, predictions, the request log.
 
 ``functions/predict/main.py`` builds one ``PredictService`` per instance at
-import (loading the models before the first request) and hands it each request.
+import (loading the models before the first request); ``shared.predict.api``
+turns each HTTP request into calls on it.
 """
 
 from __future__ import annotations
 
-import hmac
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from shared.platform.backends import Backends
 from shared.core.dataset_spec import DatasetSpec
 from shared.core.features import HistoryConfig
-from shared.platform.http import ApiError, read_json_object
-from shared.platform.log import get_logger
-from shared.predict.openapi import docs_page, document
-from shared.predict.api import PredictRequest, parse_request, response
-from shared.predict.prediction_log import PredictionLog
 from shared.core.recent_actuals import RecentActuals
 from shared.core.registry import Registry
-from shared.predict.serving import ModelCache, Predictions, default_threads, predict
+from shared.platform.backends import Backends
+from shared.platform.errors import Unavailable
+from shared.platform.log import get_logger
 from shared.platform.settings import Settings
+from shared.predict.api import PredictRequest
+from shared.predict.prediction_log import PredictionLog
+from shared.predict.serving import ModelCache, Predictions, default_threads, predict
 
 log = get_logger("predict")
-PREDICT_PATHS = ("/", "/predict")
-GET_PATHS = ("/health", "/openapi.json", "/docs")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request's predictions and the model version that served each target."""
+
+    result: Predictions
+    versions: dict[str, str]
 
 
 class PredictService:
@@ -38,14 +45,13 @@ class PredictService:
         self.settings = settings
         self.spec = spec
         self.clock = clock
+        self.max_instances = settings.predict_max_instances
         self.models = ModelCache(Registry(settings, backends), spec, clock)
         self.actuals = RecentActuals(backends, spec)
         self.history = HistoryConfig.from_spec(spec)
         self.log = PredictionLog(backends.blobs, settings.prediction_log_flush_records,
                                  settings.prediction_log_flush_seconds)
         self.threads = settings.predict_threads or default_threads()
-        self.openapi = document(spec, settings.predict_max_instances)
-        self.docs = docs_page(self.openapi)
         self._check_lock = threading.Lock()
 
     # -- freshness ------------------------------------------------------------------
@@ -69,42 +75,21 @@ class PredictService:
             finally:
                 self._check_lock.release()
 
-    # -- routes ---------------------------------------------------------------------
+    def available_targets(self) -> list[str]:
+        """The targets a request may default to: those of the current snapshot (checked first)."""
+        self.maybe_check()
+        return list(self.models.snapshot.order)
 
-    def route(self, request: Any) -> tuple[Any, int, dict[str, str]]:
-        """Dispatch one HTTP request: (body, status, extra headers)."""
-        path = request.path.rstrip("/") or "/"
-        if path.startswith("/projects/") and "/topics/" in path:
-            return self.model_updated(request), 200, {}
-        if path in PREDICT_PATHS:
-            if request.method != "POST":
-                return {"error": f"method {request.method} not allowed"}, 405, {"Allow": "POST"}
-            self._authorize(request)
-            return self.predict(request)
-        if path in GET_PATHS:
-            if request.method != "GET":
-                return {"error": f"method {request.method} not allowed"}, 405, {"Allow": "GET"}
-            if path == "/health":
-                return self.health()
-            if path == "/openapi.json":
-                return self.openapi, 200, {}
-            return self.docs, 200, {"Content-Type": "text/html; charset=utf-8"}
-        raise ApiError(404, f"no route {path}")
+    # -- operations -----------------------------------------------------------------
 
-    def _authorize(self, request: Any) -> None:
-        expected = self.settings.predict_api_key
-        if expected:
-            given = request.headers.get("X-API-Key", "")
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                raise ApiError(401, "missing or wrong API key")
-
-    def model_updated(self, request: Any) -> dict[str, Any]:
+    def model_updated(self) -> dict[str, Any]:
         """A model-updated push: reload at once (the push is acknowledged either way)."""
         self.check_now()
         return {"reloaded": {t: m.version for t, m in self.models.snapshot.models.items()},
                 "errors": dict(self.models.errors)}
 
-    def health(self) -> tuple[dict[str, Any], int, dict[str, str]]:
+    def health(self) -> dict[str, Any]:
+        """The loaded models and actuals; ``status`` is ``unavailable`` while a target has no model."""
         snapshot = self.models.snapshot
         targets = {}
         for target in self.spec.target_names:
@@ -125,41 +110,31 @@ class PredictService:
             "errors": dict(self.models.errors)}
         if missing:
             body["reason"] = f"no production model loaded for {', '.join(missing)}"
-        return body, 503 if missing else 200, {}
+        return body
 
-    def predict(self, request: Any) -> tuple[dict[str, Any], int, dict[str, str]]:
-        started = time.perf_counter()
-        request_id = uuid.uuid4().hex
-        status, entry = 500, {"request_id": request_id}
-        try:
-            self.maybe_check()
-            snapshot = self.models.snapshot
-            parsed = parse_request(read_json_object(request, allow_empty=False), self.spec,
-                                   self.settings.predict_max_instances, list(snapshot.order))
-            missing = [t for t in parsed.targets if t not in snapshot.models]
-            if missing:
-                raise ApiError(503, f"no production model loaded for {', '.join(missing)}")
-            result = predict(snapshot, self.actuals.snapshot.actuals, self.spec, self.history,
-                             parsed.timestamps, parsed.weather, parsed.targets, self.threads)
-            versions = {t: snapshot.models[t].version for t in parsed.targets}
-            body = response(parsed, result, versions, self.spec)
-            status = 200
-            entry.update(self._logged(parsed, result, versions))
-            return body, 200, {}
-        except ApiError as exc:
-            status = exc.status
-            entry["error"] = exc.message
-            entry["error_fields"] = [e.get("field") for e in exc.errors][:20]
-            raise
-        finally:
-            latency = (time.perf_counter() - started) * 1000
-            self.log.record({**entry, "time": time.time(), "status": status,
-                             "latency_ms": round(latency, 3)})
+    def predict(self, request: PredictRequest) -> Served:
+        """Predict every requested target from one snapshot; Unavailable when a target has no model."""
+        snapshot = self.models.snapshot
+        missing = [t for t in request.targets if t not in snapshot.models]
+        if missing:
+            raise Unavailable(f"no production model loaded for {', '.join(missing)}")
+        result = predict(snapshot, self.actuals.snapshot.actuals, self.spec, self.history,
+                         request.timestamps, request.weather, request.targets, self.threads)
+        return Served(result, {t: snapshot.models[t].version for t in request.targets})
+
+    # -- the request log ------------------------------------------------------------
 
     @staticmethod
-    def _logged(parsed: PredictRequest, result: Predictions, versions: dict[str, str]) -> dict[str, Any]:
-        return {"rows": len(parsed.timestamps), "versions": versions,
-                "inputs": {"Timestamp": parsed.timestamps.astype(str).tolist(),
-                           **{f: v.tolist() for f, v in parsed.weather.items()}},
+    def logged(request: PredictRequest, served: Served) -> dict[str, Any]:
+        """What the request log keeps of a served request (monitor joins it with actuals)."""
+        result = served.result
+        return {"rows": len(request.timestamps), "versions": served.versions,
+                "inputs": {"Timestamp": request.timestamps.astype(str).tolist(),
+                           **{f: v.tolist() for f, v in request.weather.items()}},
                 "predictions": {t: v.tolist() for t, v in result.values.items()},
                 "history_used": {t: v.tolist() for t, v in result.history_used.items()}}
+
+    def record_request(self, status: int, latency_ms: float, details: Mapping[str, Any]) -> None:
+        """Append one request's outcome to the buffered request log monitor reads."""
+        self.log.record({"request_id": uuid.uuid4().hex, **details, "time": time.time(),
+                         "status": status, "latency_ms": round(latency_ms, 3)})

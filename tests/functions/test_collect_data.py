@@ -184,7 +184,7 @@ def test_rate_limit_serves_the_cache_between_calls(settings, backends, monkeypat
                    f'"min_interval_seconds": 3600}}]')
         app = function_app("collect_data", settings, monkeypatch, COLLECT_SOURCES=sources)
         assert collect(app)[1]["status"] == "accepted"
-        code, body = collect(app)
+        _code, body = collect(app)
     assert len(source.requests) == 1
     assert body["fallback_used"] is True and "rate limited" in body["fallback_reason"]
 
@@ -204,7 +204,7 @@ def test_a_crash_before_the_announcement_is_recovered_by_the_next_run(backends, 
     monkeypatch.setattr(type(backends.events), "publish", flaky_publish)
     code, body = collect(app)
     assert code == 500 and body == {"error": "internal error"}
-    (stored,) = backends.blobs.list(names.RAW)
+    (_stored,) = backends.blobs.list(names.RAW)
     ((batch_id, record),) = backends.documents.query(where(names.BATCHES))
     assert record["announced"] is False
 

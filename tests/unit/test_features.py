@@ -7,8 +7,16 @@ import pandas as pd
 import pytest
 
 from shared.core.dataset_spec import load_spec
-from shared.core.features import (HISTORY, NO_HISTORY, Actuals, HistoryConfig, calendar, feature_names,
-                             history_features, model_inputs)
+from shared.core.features import (
+    HISTORY,
+    NO_HISTORY,
+    Actuals,
+    HistoryConfig,
+    calendar,
+    feature_names,
+    history_features,
+    model_inputs,
+)
 from shared.core.frames import read_dataset_csv
 from shared.platform.settings import PROJECT_ROOT
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from shared.collect.quality import validate
 from shared.core.dataset_spec import load_spec
 from shared.core.frames import ParseError, parse_records
-from shared.collect.quality import validate
 from shared.platform.settings import PROJECT_ROOT
 
 SPEC = load_spec("tetouan_power")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from shared.platform.ports import BlobStore, DocumentStore, EventBus, RetryPolicy
 from shared.platform.settings import Settings

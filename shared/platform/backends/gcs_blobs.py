@@ -8,8 +8,8 @@ honours them).
 
 from __future__ import annotations
 
-from google.api_core import exceptions as gexc
 import google.cloud.storage as storage
+from google.api_core import exceptions as gexc
 
 from shared.platform.ports import AlreadyExists, NotFound
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from typing import Any
 
 from shared.platform.backends.sqlite_documents import connect
 from shared.platform.log import get_logger
@@ -41,7 +41,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (message_id, subscription));
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, due);
 """
-WsgiApp = Callable[..., Any]
 
 
 class LocalEventBus:
@@ -52,7 +51,6 @@ class LocalEventBus:
         self.project = project
         self.policy = policy or RetryPolicy()
         self._local = threading.local()
-        self._apps: dict[str, WsgiApp] = {}
         self._db().executescript(_SCHEMA)
 
     def _db(self):  # type: ignore[no-untyped-def]
@@ -73,10 +71,6 @@ class LocalEventBus:
             "INSERT OR REPLACE INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?)",
             (subscription.name, subscription.topic, subscription.endpoint, p.max_attempts,
              p.min_backoff, p.max_backoff, p.ack_deadline))
-
-    def attach(self, name: str, app: WsgiApp) -> None:
-        """Make a WSGI app in this process reachable as endpoint ``wsgi://<name>/...``."""
-        self._apps[name] = app
 
     # -- publishing -----------------------------------------------------------------
 
@@ -148,27 +142,19 @@ class LocalEventBus:
         db.execute("COMMIT")
         return rows
 
-    def _push(self, endpoint: str, topic: str, body: dict[str, Any], timeout: float) -> int:
-        url = urlsplit(endpoint)
-        if url.scheme == "wsgi":
-            from werkzeug.test import Client
-
-            app = self._apps.get(url.netloc)
-            if app is None:
-                raise ConnectionError(f"no WSGI app attached as {url.netloc!r}")
-            path = url.path or f"/projects/{self.project}/topics/{topic}"
-            return Client(app).post(path, json=body).status_code
+    @staticmethod
+    def _push(endpoint: str, body: dict[str, Any], timeout: float) -> int:
         import requests
 
         return requests.post(endpoint, json=body, timeout=timeout).status_code
 
     def _deliver(self, row: tuple[Any, ...]) -> bool:
         (message_id, subscription, attempts, endpoint, max_attempts, min_backoff, max_backoff,
-         ack_deadline, topic, data, attributes, publish_time) = row
+         ack_deadline, _topic, data, attributes, publish_time) = row
         body = push_body(f"projects/{self.project}/subscriptions/{subscription}", str(message_id),
                          data, json.loads(attributes), publish_time)
         try:
-            status = self._push(endpoint, topic, body, ack_deadline)
+            status = self._push(endpoint, body, ack_deadline)
             error = "" if status in ACK_STATUSES else f"HTTP {status}"
         except Exception as exc:  # any transport failure is a failed delivery
             error = f"{type(exc).__name__}: {exc}"

@@ -10,10 +10,11 @@ topology; ``ensure_*`` declares the same one on the emulator.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from google.api_core import exceptions as gexc
 import google.cloud.pubsub_v1 as pubsub_v1
+from google.api_core import exceptions as gexc
 from google.protobuf import duration_pb2
 
 from shared.platform.ports import DeadLetter, NotFound, PushSubscription, RetryPolicy

@@ -1,23 +1,28 @@
 """Fixtures shared by the whole suite: emulators, settings and backends per adapter.
 
 The emulators start once per session, on free ports, only when a test asks for
-the ``gcp`` backend. Where one is missing those tests skip with the reason,
-except under ``CI=true``, where a missing emulator fails them.
+the ``gcp`` backend. Where one is not installed those tests skip with the reason,
+except under ``CI=true``, where a missing emulator fails them. An installed
+emulator that fails to start is an error everywhere, its output in the message.
+
+Every test runs with the logging configuration restored afterwards, so a test
+that points the root logger at its own (later closed) stream leaves no trace.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from shared.platform.backends import Backends, connect
-from tools.emulators import EmulatorStack, EmulatorUnavailable
 from shared.platform.settings import Settings
+from tools.emulators import EmulatorStack, EmulatorUnavailable
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PROJECT = "test-project"
@@ -37,10 +42,10 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorStac
     """Pub/Sub, Firestore and fake-gcs emulators, with the client variables set."""
     log_path = tmp_path_factory.mktemp("emulators") / "emulators.log"
     try:
-        stack = EmulatorStack(PROJECT, log_path=log_path)
-        stack.start()
+        stack = EmulatorStack(PROJECT, log_path=log_path)  # checks what is installed
     except EmulatorUnavailable as exc:
         require(f"emulators unavailable: {exc}")
+    stack.start()  # EmulatorFailed (installed but not starting) is an error, never a skip
     saved = {k: os.environ.get(k) for k in stack.environment}
     os.environ.update(stack.environment)
     from google.cloud import firestore
@@ -61,6 +66,34 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorStac
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Put back the logging configuration a test changed through ``log.configure``.
+
+    ``configure`` replaces the root logger's JSON handler, sets levels and marks
+    itself done; a test that configures it with a stream of its own (capsys's,
+    closed after the test) would otherwise leave later records going nowhere.
+    """
+    from shared.platform import log
+
+    def json_handlers() -> list[logging.Handler]:  # pytest's own capture handlers are not ours
+        return [h for h in root.handlers if getattr(h, "_json_log", False)]
+
+    root, quiet = logging.getLogger(), logging.getLogger("urllib3")
+    handlers, level, quiet_level, configured = json_handlers(), root.level, quiet.level, log._configured
+    try:
+        yield
+    finally:
+        for handler in json_handlers():
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        quiet.setLevel(quiet_level)
+        log._configured = configured
+        log.bind_trace({})  # a trace bound by the test is no later test's
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

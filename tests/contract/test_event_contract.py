@@ -7,6 +7,7 @@ Both push to the same functions-framework CloudEvent function served on
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import sys
 import uuid
@@ -15,9 +16,19 @@ import functions_framework
 import pytest
 
 from shared.platform.backends.local_events import LocalEventBus
-from shared.platform.ports import NotFound, PushSubscription
+from shared.platform.ports import NotFound, PushSubscription, RetryPolicy
 from shared.platform.pubsub_push import MESSAGE_PUBLISHED, decode_event
-from tests.support.bus import RECEIVER_SOURCE, pump_until, received_for, subscribe, unsubscribe
+from tests.support.bus import (
+    RECEIVER_SOURCE,
+    pubsub_event,
+    pump_until,
+    push_body,
+    received_for,
+    subscribe,
+    topic_path,
+    unsubscribe,
+)
+
 
 @pytest.fixture
 def subscribed(backends, settings, receiver):
@@ -104,26 +115,42 @@ def test_publishing_to_a_missing_topic_raises(backends):
         backends.events.publish("no-such-topic-" + uuid.uuid4().hex[:6], {"x": 1})
 
 
-def test_embedded_backoff_doubles_between_attempts(tmp_path):
-    from shared.platform.ports import RetryPolicy
-
-    policy = RetryPolicy(max_attempts=5, min_backoff=1.0, max_backoff=5.0)
-    assert [policy.backoff(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
-
-
-def test_embedded_bus_delivers_to_an_attached_wsgi_app_like_http(tmp_path, receiver):
-    module, _ = receiver
-    app = functions_framework.create_app("receive", str(RECEIVER_SOURCE), "cloudevent")
-    bus = LocalEventBus(tmp_path / "bus.sqlite", "test-project")
-    bus.attach("receiver", app)
+def test_embedded_bus_waits_the_doubling_backoff_between_attempts(tmp_path, receiver):
+    module, url = receiver
+    policy = RetryPolicy(max_attempts=4, min_backoff=0.2, max_backoff=0.5)
+    assert [policy.backoff(n) for n in (1, 2, 3)] == [0.2, 0.4, 0.5]  # doubles, up to the ceiling
+    bus = LocalEventBus(tmp_path / "bus.sqlite", "test-project", policy)
     bus.ensure_push_subscription(PushSubscription("s", "data-ready",
-                                                  "wsgi://receiver/projects/test-project/topics/data-ready"))
+                                                  f"{url}/projects/test-project/topics/data-ready"))
     key = uuid.uuid4().hex
-    message_id = bus.publish("data-ready", {"a": 1}, {"key": key})
-    bus.drain(timeout=10)
-    (got,) = received_for(sys.modules["push_receiver"], key)
-    assert got["attributes"]["id"] == message_id
-    assert got["attributes"]["source"] == "//pubsub.googleapis.com/projects/test-project/topics/data-ready"
+    module.FAILING.add(key)
+    try:
+        bus.publish("data-ready", {"a": 1}, {"key": key})
+        bus.drain(timeout=60)
+    finally:
+        module.FAILING.discard(key)
+    times = [r["received_at"] for r in received_for(module, key)]
+    assert len(times) == policy.max_attempts
+    # Lower bounds only: a loaded machine makes the gaps longer, never shorter.
+    for attempt, (before, after) in enumerate(itertools.pairwise(times), start=1):
+        assert after - before >= policy.backoff(attempt), (attempt, after - before)
+
+
+def test_the_test_helper_builds_the_event_functions_framework_delivers():
+    """``pubsub_event`` (used to drive handlers directly) equals what a served function receives."""
+    app = functions_framework.create_app("receive", str(RECEIVER_SOURCE), "cloudevent")
+    module = sys.modules["push_receiver"]  # the app's own copy of the receiver module
+    key = uuid.uuid4().hex
+    body = push_body({"batch_id": "b-9"}, "m-9", {"key": key}, publish_time="2017-01-29T00:00:00.000Z",
+                     subscription="projects/test-project/subscriptions/s")
+    assert app.test_client().post(topic_path("test-project", "data-ready"), json=body).status_code == 200
+    (got,) = received_for(module, key)
+    event = pubsub_event({"batch_id": "b-9"}, "m-9", "data-ready", "test-project", {"key": key})
+    assert got["data"] == {**event.data, "message": {**event.data["message"],
+                                                     "publishTime": "2017-01-29T00:00:00.000Z"}}
+    assert {k: v for k, v in got["attributes"].items() if k != "time"} == \
+        {k: v for k, v in event.get_attributes().items() if k != "time"}
+    assert decode_event(event).data == {"batch_id": "b-9"}
 
 
 def test_embedded_messages_survive_a_new_bus_instance(tmp_path, receiver):

@@ -5,46 +5,45 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 from datetime import timedelta
 
 import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
-from referencing import Registry as SchemaRegistry, Resource
+from referencing import Registry as SchemaRegistry
+from referencing import Resource
 
-from shared.platform import names
 from shared.collect.service import Collector
-from shared.core.dataset_spec import load_spec
-from shared.retrain.processed import ProcessedData
-from shared.platform.pubsub_push import push_body
-from shared.core.registry import Registry
-from shared.retrain.service import Retrainer
 from shared.collect.sources import ReplaySource, SourceConfig
+from shared.core.dataset_spec import load_spec
+from shared.core.registry import Registry
+from shared.platform import names
+from shared.retrain.processed import ProcessedData
 from shared.retrain.training import prepare, served_predictions
-from tests.support.functions import function_app
+from tests.support.bus import post_push
+from tests.support.functions import function_app, push_data_ready, retrain_client
 from tests.support.servers import ThreadedServer
+from tests.support.wait import wait_until
 
 SPEC = load_spec("tetouan_power")
 OBS = {"Temperature": 12.5, "Humidity": 65.3, "WindSpeed": 0.08, "GeneralDiffuseFlows": 180.5,
        "DiffuseFlows": 95.1, "Timestamp": "2017-02-04T14:30:00"}
 
 
-def collect_and_train(settings, backends, windows=(35,)) -> Retrainer:
+def collect_and_train(settings, backends, monkeypatch, windows=(35,)) -> None:
+    """Collect each window and announce it to the retrain function, as its push subscription does."""
     collector = Collector(settings, backends, SPEC,
                           {"replay": ReplaySource(SourceConfig("replay", "replay"), SPEC)})
-    retrainer = Retrainer(settings, backends, SPEC)
-    from tests.support.bus import pubsub_event
-
+    retrain = retrain_client(settings, monkeypatch)
     for i, days in enumerate(windows):
         batch = collector.collect_source("replay", timedelta(days=days), None)
-        retrainer.handle(pubsub_event({"batch_id": batch["batch_id"]}, f"train-{i}"))
-    return retrainer
+        summary = push_data_ready(retrain, settings, backends, batch["batch_id"], f"train-{i}")
+        assert summary["status"] == "trained", summary
 
 
 @pytest.fixture
-def trained(settings, backends):
-    collect_and_train(settings, backends)
+def trained(settings, backends, monkeypatch):
+    collect_and_train(settings, backends, monkeypatch)
     return Registry(settings, backends)
 
 
@@ -68,7 +67,7 @@ def test_predictions_match_the_training_time_holdout_predictions(client, trained
                   "Timestamp": str(prepared.timestamps[i])} for i in rows]
     code, body = post(client, {"instances": instances})
     assert code == 200
-    for k, target in enumerate(SPEC.target_names):
+    for target in SPEC.target_names:
         pointer = trained.production(target)
         record = trained.get(pointer["version"])
         expected, history_used = served_predictions(trained.load_ensembles(pointer), prepared, target,
@@ -159,7 +158,7 @@ def test_random_garbage_never_gets_a_500(client):
 
     def value(depth: int = 0):
         if depth < 2 and rng.random() < 0.3:
-            return {rng.choice(list(OBS) + ["instances", "targets", "format", "z"]): value(depth + 1)
+            return {rng.choice([*list(OBS), "instances", "targets", "format", "z"]): value(depth + 1)
                     for _ in range(rng.randint(0, 7))}
         if depth < 2 and rng.random() < 0.2:
             return [value(depth + 1) for _ in range(rng.randint(0, 3))]
@@ -225,9 +224,13 @@ def test_a_corrupt_artifact_is_refused_and_the_old_model_keeps_serving(client, t
     trained.record({**trained.get(old["version"]), "version": "zone1-corrupt", "status": "candidate",
                     "artifact": bad})
     assert trained.promote("zone1", "zone1-corrupt", old["version"], "test").won
-    time.sleep(0.1)
-    code, body = post(client, OBS)
-    assert code == 200 and body["model_versions"]["zone1"] == old["version"]
+
+    def refused() -> bool:
+        code, body = post(client, OBS)  # a request is what makes predict look at the pointers
+        assert code == 200 and body["model_versions"]["zone1"] == old["version"]
+        return "zone1-corrupt" in (client.get("/health").get_json()["targets"]["zone1"].get("error") or "")
+
+    wait_until(refused, timeout=60, what="predict to try the corrupt artifact and refuse it")
     health = client.get("/health").get_json()
     assert "zone1-corrupt" in health["targets"]["zone1"]["error"]
     assert health["targets"]["zone1"]["version"] == old["version"]
@@ -237,15 +240,13 @@ def test_a_model_updated_push_reloads_at_once(trained, settings, backends, monke
     app = function_app("predict", settings, monkeypatch, MODEL_REFRESH_SECONDS="3600")
     c = app.test_client()
     first = post(c, OBS)[1]["model_versions"]["zone3"]
-    archived = trained.versions("zone3")
-    # Roll zone3 forward by training on another week, then push model-updated.
-    collect_and_train_more(settings, backends)
+    collect_and_train_more(settings, backends)  # zone3's production pointer moves on
     new = trained.production("zone3")["version"]
+    assert new != first
     assert post(c, OBS)[1]["model_versions"]["zone3"] == first  # not checked yet (1 h interval)
-    body = push_body("projects/p/subscriptions/predict", "1", b'{"cause":"retrain"}', {}, "2017-01-01T00:00:00Z")
-    assert c.post(f"/projects/{settings.project}/topics/{settings.topic_model_updated}", json=body).status_code == 200
+    pushed = post_push(c, settings, settings.topic_model_updated, {"cause": "retrain"}, "mu-1")
+    assert pushed.status_code == 200 and pushed.get_json()["reloaded"]["zone3"] == new
     assert post(c, OBS)[1]["model_versions"]["zone3"] == new
-    assert archived  # there was a version before
 
 
 def collect_and_train_more(settings, backends) -> None:
@@ -261,34 +262,47 @@ def test_a_promotion_during_a_concurrent_client_run_fails_no_request(trained, se
     server = ThreadedServer(app).start()
     import requests
 
-    seen, failures, stop = [], [], threading.Event()
+    # Each client's zone3 versions in its own order: requests of one client are sequential.
+    seen: list[list[str]] = [[] for _ in range(4)]
+    failures: list[str] = []
+    stop = threading.Event()
 
-    def client_loop() -> None:
+    def client_loop(versions: list[str]) -> None:
         with requests.Session() as session:
             while not stop.is_set():
-                r = session.post(f"{server.url}/predict", json=OBS, timeout=10)
+                try:
+                    r = session.post(f"{server.url}/predict", json=OBS, timeout=30)
+                except requests.RequestException as exc:
+                    failures.append(repr(exc))
+                    continue
                 if r.status_code != 200:
-                    failures.append(r.status_code)
+                    failures.append(f"HTTP {r.status_code}")
                 else:
-                    seen.append(r.json()["model_versions"]["zone3"])
+                    versions.append(r.json()["model_versions"]["zone3"])
 
-    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    def every_client_has(count: list[int]) -> bool:
+        return bool(failures) or all(len(v) >= n for v, n in zip(seen, count, strict=True))
+
+    threads = [threading.Thread(target=client_loop, args=(versions,)) for versions in seen]
     for t in threads:
         t.start()
     try:
-        time.sleep(0.3)
         old = trained.production("zone3")["version"]
+        wait_until(lambda: every_client_has([3] * len(seen)), timeout=60, what="every client served")
         collect_and_train_more(settings, backends)
-        time.sleep(0.6)
+        wait_until(lambda: failures or all(v[-1] == "zone3-next" for v in seen), timeout=60,
+                   what="every client served by the promoted version")
+        after_swap = [len(v) + 3 for v in seen]
+        wait_until(lambda: every_client_has(after_swap), timeout=60, what="more requests after the swap")
     finally:
         stop.set()
         for t in threads:
             t.join()
         server.stop()
     assert failures == []
-    assert seen[0] == old and seen[-1] == "zone3-next"
-    switch = seen.index("zone3-next")
-    assert len(seen) > 20 and set(seen[:switch]) == {old}
+    for versions in seen:  # old before the swap, the new one after it, never back
+        switch = versions.index("zone3-next")
+        assert switch >= 3 and set(versions[:switch]) == {old} and set(versions[switch:]) == {"zone3-next"}
 
 
 def test_the_prediction_log_records_requests_in_batches(trained, settings, backends, monkeypatch):
@@ -297,10 +311,8 @@ def test_the_prediction_log_records_requests_in_batches(trained, settings, backe
     post(c, OBS)
     post(c, {"instances": [OBS, {**OBS, "Timestamp": "2017-02-04T15:00:00"}]})
     post(c, {**OBS, "Humidity": 300})
-    deadline = time.monotonic() + 10
-    while not backends.blobs.list(names.PREDICTIONS) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (obj,) = backends.blobs.list(names.PREDICTIONS)
+    (obj,) = wait_until(lambda: backends.blobs.list(names.PREDICTIONS), timeout=60,
+                        what="the prediction log's first batch")
     assert obj.startswith("predictions/date=") and obj.endswith("-000001.jsonl")
     entries = [json.loads(line) for line in backends.blobs.read(obj).decode().splitlines()]
     assert [e["status"] for e in entries] == [200, 200, 400]
@@ -319,4 +331,7 @@ def test_an_api_key_when_configured_is_required_and_never_logged(trained, settin
     assert c.post("/predict", json=OBS, headers={"X-API-Key": key}).status_code == 200
     assert c.get("/health").status_code == 200
     out = capsys.readouterr()
+    entries = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")]
+    refusals = [e for e in entries if e["message"] == "client error" and e.get("status") == 401]
+    assert len(refusals) == 2, entries  # the refused requests were logged: there is a log to inspect
     assert key not in out.out and key not in out.err

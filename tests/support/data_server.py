@@ -41,7 +41,7 @@ class DataSource:
     def url(self) -> str:
         return f"{self.server.url}/data?start={{start}}&end={{end}}"
 
-    def __enter__(self) -> "DataSource":
+    def __enter__(self) -> DataSource:
         self.server.start()
         return self
 

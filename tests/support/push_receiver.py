@@ -6,6 +6,7 @@ functions-framework applies in production.
 """
 
 import threading
+import time
 
 import functions_framework
 
@@ -20,6 +21,6 @@ def receive(cloud_event):
     key = (cloud_event.data.get("message", {}).get("attributes") or {}).get("key")
     with LOCK:
         RECEIVED.append({"attributes": dict(cloud_event.get_attributes()),
-                         "data": cloud_event.data, "key": key})
+                         "data": cloud_event.data, "key": key, "received_at": time.time()})
     if key in FAILING:
         raise RuntimeError(f"failing on purpose for {key}")

@@ -8,11 +8,11 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
+from tools.emulators import free_port
+
 # The servers stand in for other parties (upstream sources, subscribers); their
 # access log is not ours and would mix into the log assertions.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-from tools.emulators import free_port
 
 
 class ThreadedServer:
@@ -27,7 +27,7 @@ class ThreadedServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ThreadedServer":
+    def start(self) -> ThreadedServer:
         self._thread.start()
         return self
 

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from shared import cli
+from shared.cli import main
 from shared.platform import names
 from shared.platform.backends import connect
-from shared.cli import main
 from shared.platform.ports import PushSubscription
 from shared.platform.settings import Settings
 
@@ -39,7 +40,7 @@ def test_batches_are_newest_first_and_limited(env, capsys):
     for day in range(1, 6):
         env.documents.set(names.BATCHES, f"b{day}", {"collected_at": f"2026-11-0{day}T00:00:00Z",
                                                      "status": "accepted"})
-    code, out = run(capsys, "--json", "batches", "--limit", "2")
+    _code, out = run(capsys, "--json", "batches", "--limit", "2")
     assert [r["batch_id"] for r in json.loads(out)] == ["b5", "b4"]
 
 
@@ -75,8 +76,16 @@ def test_bad_configuration_exits_with_2(monkeypatch, capsys):
     assert "BACKEND" in capsys.readouterr().err
 
 
-def test_table_output_has_a_header_row(env, capsys):
+def test_the_table_shows_every_field_of_the_json_under_its_header(env, capsys):
+    """The table's columns are the command's declared ones, and they drop no field the JSON has."""
+    env.documents.set(names.PRODUCTION, "zone2", {"version": "zone2-v7", "metrics": {"mape": 3.1},
+                                                  "promoted_at": "2026-11-01T00:00:00Z", "reason": "gates"})
     code, out = run(capsys, "status")
-    assert out.splitlines()[0].split() == ["target", "version", "promoted_at", "mape", "reason"]
-
-
+    header, *rows = out.splitlines()
+    assert code == 0 and header.split() == cli.COLUMNS["status"]
+    (json_row,) = [r for r in json.loads(run(capsys, "--json", "status")[1]) if r["target"] == "zone2"]
+    assert set(json_row) == set(cli.COLUMNS["status"])
+    (zone2,) = [r.split() for r in rows if r.startswith("zone2")]
+    assert dict(zip(header.split(), zone2, strict=False)) == {"target": "zone2", "version": "zone2-v7",
+                                                "promoted_at": "2026-11-01T00:00:00Z", "mape": "3.1",
+                                                "reason": "gates"}

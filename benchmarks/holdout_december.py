@@ -9,10 +9,7 @@ model, next to the reference figures measured for the energy document's approach
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
-
 
 REFERENCE = {  # MAPE % on the same split, measured on this machine kind
     "seasonal-naive": {"zone1": 2.87, "zone2": 4.09, "zone3": 5.49},

@@ -32,12 +32,12 @@ OBS = {"Temperature": 12.5, "Humidity": 65.3, "WindSpeed": 0.08, "GeneralDiffuse
 def prepare_state(state: str) -> dict[str, int | None]:
     """Collect five weeks and train, so predict has models and actuals."""
     os.environ.update({"STATE_DIR": state, "LOG_LEVEL": "WARNING"})
-    from shared.platform import runtime
     from shared.collect.service import Collector
+    from shared.collect.sources import ReplaySource, SourceConfig
     from shared.core.dataset_spec import load_spec
     from shared.core.registry import Registry
+    from shared.platform import runtime
     from shared.retrain.service import Retrainer
-    from shared.collect.sources import ReplaySource, SourceConfig
 
     settings, backends = runtime.start()
     spec = load_spec(settings.dataset_spec)
@@ -127,10 +127,10 @@ def batch_bodies(n: int) -> dict[str, bytes]:
 
 def core_batch_ms(bodies: dict[str, bytes], repeats: int) -> dict[str, float]:
     """validate + features + model + response, in process, no HTTP."""
-    from shared.platform import runtime
     from shared.core.dataset_spec import load_spec
-    from shared.predict.service import PredictService
+    from shared.platform import runtime
     from shared.predict.api import parse_request, response
+    from shared.predict.service import PredictService
     from shared.predict.serving import predict
 
     settings, backends = runtime.start()

@@ -41,8 +41,8 @@ resource "google_pubsub_subscription" "push" {
   }
 
   retry_policy {
-    minimum_backoff = "${var.event_min_backoff}s"
-    maximum_backoff = "${var.event_max_backoff}s"
+    minimum_backoff = "${var.event_retry_backoff.min}s"
+    maximum_backoff = "${var.event_retry_backoff.max}s"
   }
 
   dead_letter_policy {

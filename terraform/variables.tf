@@ -177,23 +177,18 @@ variable "event_max_delivery_attempts" {
   }
 }
 
-variable "event_min_backoff" {
-  description = "Minimum retry backoff of push subscriptions (seconds, 0-600)."
-  type        = number
-  default     = 10
+variable "event_retry_backoff" {
+  description = "Retry backoff of push subscriptions, in seconds: first delay (min) and ceiling (max), each 0-600."
+  type = object({
+    min = number
+    max = number
+  })
+  default = { min = 10, max = 600 }
   validation {
-    condition     = var.event_min_backoff >= 0 && var.event_min_backoff <= 600
-    error_message = "event_min_backoff must be between 0 and 600 seconds."
-  }
-}
-
-variable "event_max_backoff" {
-  description = "Maximum retry backoff of push subscriptions (seconds, 0-600)."
-  type        = number
-  default     = 600
-  validation {
-    condition     = var.event_max_backoff >= 0 && var.event_max_backoff <= 600
-    error_message = "event_max_backoff must be between 0 and 600 seconds."
+    condition = alltrue([
+      for v in values(var.event_retry_backoff) : v >= 0 && v <= 600
+    ]) && var.event_retry_backoff.min <= var.event_retry_backoff.max
+    error_message = "event_retry_backoff.min and .max must be between 0 and 600 seconds, min no larger than max."
   }
 }
 

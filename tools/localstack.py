@@ -22,17 +22,20 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 if TYPE_CHECKING:
     import pandas as pd
 
-from shared.platform import names
+from shared.cli import format_table
 from shared.core.dataset_spec import DatasetSpec
+from shared.core.registry import Registry
+from shared.platform import names
 from shared.platform.backends import Backends, connect
 from shared.platform.backends.local_events import LocalEventBus
 from shared.platform.ports import PushSubscription, where
@@ -76,7 +79,7 @@ class TickResult:
 class PredictClient(threading.Thread):
     """Keeps asking predict for the coming day, as a caller with weather forecasts would."""
 
-    def __init__(self, url: str, stack: "LocalStack", pause: float = 0.05) -> None:
+    def __init__(self, url: str, stack: LocalStack, pause: float = 0.05) -> None:
         super().__init__(name="predict-client", daemon=True)
         self.url = url
         self.stack = stack
@@ -190,13 +193,13 @@ class LocalStack:
         env = {**os.environ, **self.environment(), "PYTHONPATH": str(ROOT)}
         if server.name == "predict":
             env.update(WORKERS="1", THREADS="8")
-        log = open(self.state_dir / "logs" / f"{server.name}.log", "ab")
-        server.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "functions-framework"), "--target", server.name,
-             "--source", str(ROOT / "functions" / server.name / "main.py"), "--signature-type",
-             FUNCTIONS[server.name], "--host", "127.0.0.1", "--port", str(server.port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
-        log.close()
+        # The server keeps its own copy of the descriptor; ours closes once it has started.
+        with open(self.state_dir / "logs" / f"{server.name}.log", "ab") as log:
+            server.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "functions-framework"), "--target", server.name,
+                 "--source", str(ROOT / "functions" / server.name / "main.py"), "--signature-type",
+                 FUNCTIONS[server.name], "--host", "127.0.0.1", "--port", str(server.port)],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
         return server
 
     def _wait_ready(self, server: Server, timeout: float = 60) -> None:
@@ -230,7 +233,7 @@ class LocalStack:
         self._stop_bus.set()
         if self._bus_thread is not None:
             self._bus_thread.join(10)
-        for name, server in self.servers.items():
+        for server in self.servers.values():
             if server.process is not None and server.process.poll() is None:
                 server.process.send_signal(signal.SIGTERM)
         for name, server in self.servers.items():
@@ -285,8 +288,9 @@ class LocalStack:
             time.sleep(0.1)
 
     def production_versions(self) -> dict[str, str]:
-        assert self.backends
-        return {doc_id: doc["version"] for doc_id, doc in self.backends.documents.query(where(names.PRODUCTION))}
+        assert self.backends and self.settings
+        pointers = Registry(self.settings, self.backends).production_pointers()
+        return {target: pointer["version"] for target, pointer in pointers.items()}
 
     def serving_versions(self) -> dict[str, str]:
         try:
@@ -343,7 +347,7 @@ class LocalStack:
         decisions = {}
         for outcome in (claim.get("outcome") or {}).get("targets", []):
             record = self.backends.documents.get(names.MODELS, outcome["version"]) or {}
-            metrics = ((record.get("metrics") or {}).get("history") or {})
+            metrics = ((record.get("metrics") or {}).get("served") or {})  # what the gates judge
             decisions[outcome["target"]] = {"version": outcome["version"], "decision": outcome["decision"],
                                             "mape": metrics.get("mape"),
                                             "naive_mape": (record.get("seasonal_naive") or {}).get("mape"),
@@ -376,16 +380,15 @@ def summary_table(results: list[TickResult], stack: LocalStack, wall: float) -> 
     head = ["tick", "window", "rows", "quality", *targets, "alerts"]
     rows = []
     for r in results:
-        cells = [str(r.tick), r.window, str(r.rows), f"{r.quality:.3f}" if r.quality is not None else "-"]
+        row = {"tick": r.tick, "window": r.window, "rows": r.rows,
+               "quality": f"{r.quality:.3f}" if r.quality is not None else None,
+               "alerts": ", ".join(f"{n} {e}" for e, n in sorted(r.alerts.items())) or "none"}
         for t in targets:
             d = r.decisions.get(t)
-            cells.append("-" if d is None else f"{d['decision']} {d['mape']:.2f}" if d.get("mape") is not None
-                         else d["decision"])
-        cells.append(", ".join(f"{n} {e}" for e, n in sorted(r.alerts.items())) or "none")
-        rows.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in rows)) if rows else len(h) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in rows]
+            row[t] = None if d is None else f"{d['decision']} {d['mape']:.2f}" if d.get("mape") is not None \
+                else d["decision"]
+        rows.append(row)
+    lines = [format_table(rows, head)]
     client = stack.client
     served = stack.production_versions()
     lines += ["", f"production now: {', '.join(f'{t} {v}' for t, v in sorted(served.items())) or 'none'}",

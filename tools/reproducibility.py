@@ -12,24 +12,24 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from shared.cli import format_table
-from shared.core.frames import read_dataset_csv
+from shared.core.dataset_spec import DatasetSpec, load_spec
+from shared.core.frames import content_hash, read_dataset_csv
+from shared.core.registry import ensembles_to_bytes
 from shared.platform import runtime
 from shared.retrain.processed import ProcessedData
 from shared.retrain.service import Retrainer
-
-from shared.core.dataset_spec import DatasetSpec, load_spec
-from shared.core.registry import ensembles_to_bytes, sha256
-from shared.retrain.training import TrainingConfig, fit_target, prepare
+from shared.retrain.training import SERVED, TrainingConfig, fit_target, prepare
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def one_run(frame: "pd.DataFrame", spec: DatasetSpec, config: TrainingConfig) -> dict[str, Any]:
+def one_run(frame: pd.DataFrame, spec: DatasetSpec, config: TrainingConfig) -> dict[str, Any]:
     started = time.perf_counter()
     prepared = prepare(frame, spec, config.holdout_days)
     targets = {}
@@ -37,16 +37,16 @@ def one_run(frame: "pd.DataFrame", spec: DatasetSpec, config: TrainingConfig) ->
         fit = fit_target(prepared, target, config)
         targets[target] = {"metrics": fit.metrics, "seasonal_naive": fit.naive,
                            "prediction_sha256": fit.prediction_hash,
-                           "model_sha256": sha256(ensembles_to_bytes(fit.ensembles)) if fit.ensembles else None}
+                           "model_sha256": content_hash(ensembles_to_bytes(fit.ensembles)) if fit.ensembles else None}
     return {"targets": targets, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def report(frame: "pd.DataFrame", spec: DatasetSpec, config: TrainingConfig, data: str) -> dict[str, Any]:
+def report(frame: pd.DataFrame, spec: DatasetSpec, config: TrainingConfig, data: str) -> dict[str, Any]:
     """Run training twice and compare; ``identical`` is the verdict."""
     first, second = one_run(frame, spec, config), one_run(frame, spec, config)
     differences = [f"{t}.{key}" for t in spec.target_names for key in first["targets"][t]
                    if first["targets"][t][key] != second["targets"][t][key]]
-    return {"dataset": spec.name, "data": data, "rows": int(len(frame)),
+    return {"dataset": spec.name, "data": data, "rows": len(frame),
             "estimator": config.estimator, "params": dict(config.params),
             "seeds": {"random_state": config.params.get("random_state")},
             "runs": [first, second], "identical": not differences, "differences": differences}
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2, default=str))
     rows = [{"target": t, "identical": result["identical"],
-             "mape_run1": r1["metrics"]["history"]["mape"], "mape_run2": r2["metrics"]["history"]["mape"],
+             "mape_run1": r1["metrics"][SERVED]["mape"], "mape_run2": r2["metrics"][SERVED]["mape"],
              "prediction_sha256_run1": r1["prediction_sha256"][:16],
              "prediction_sha256_run2": r2["prediction_sha256"][:16]}
             for t, r1, r2 in ((t, result["runs"][0]["targets"][t], result["runs"][1]["targets"][t])

@@ -15,20 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from shared.cli import format_table
-from shared.platform import runtime
-from shared.retrain.service import Retrainer
-
-from shared.monitor.alert_rules import Thresholds, accuracy_condition, drift_conditions
 from shared.core.dataset_spec import DatasetSpec, load_spec
-from shared.monitor.drift import feature_drift
 from shared.core.frames import read_dataset_csv
 from shared.core.metrics import regression_metrics
+from shared.monitor.alert_rules import Thresholds, accuracy_condition, drift_conditions
+from shared.monitor.drift import feature_drift
+from shared.platform import runtime
+from shared.retrain.service import Retrainer
 from shared.retrain.training import Prepared, TrainingConfig, fit_target, prepare, served_predictions
 
 Weather = dict[str, np.ndarray]
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings, backends = runtime.start()
     spec = load_spec(settings.dataset_spec)
     report = run(spec.read_replay_data(), spec, Retrainer(settings, backends, spec).config,
-                 Thresholds.from_json(settings.alert_thresholds))
+                 settings.alert_thresholds)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2, default=str))
     rows = [{"scenario": name,

@@ -1,4 +1,4 @@
-"""The whole system on one machine, wired as in Google Cloud, replaying the Tetouan year.
+"""The whole system on one machine, wired as in Google Cloud, replaying the spec's bundled series.
 
 Each function runs in its own functions-framework server on 127.0.0.1. With the
 embedded backends (default) the SQLite event bus pushes the same CloudEvents to
@@ -252,28 +252,44 @@ class LocalStack:
 
     # -- the predicting client's data -------------------------------------------------
 
+    def _series(self) -> tuple[DatasetSpec, pd.DataFrame]:
+        """The spec and its bundled series, read once."""
+        from shared.core.dataset_spec import load_spec
+        from shared.core.frames import read_dataset_csv
+
+        assert self.settings
+        if self._weather is None:
+            spec = load_spec(self.settings.dataset_spec)
+            self._weather = (spec, read_dataset_csv(spec.read_replay_data(), spec))
+        return self._weather
+
+    @staticmethod
+    def _observation(spec: DatasetSpec, row: Any) -> dict[str, Any]:
+        return {**{f: float(row[f]) for f in spec.feature_names}, "Timestamp": row["timestamp"].isoformat()}
+
+    def example_observation(self) -> dict[str, Any]:
+        """One real observation of the coming day (or the series' last), for the printed curl."""
+        coming = self.next_observations()
+        if coming is not None:
+            return dict(coming["instances"][0])
+        spec, frame = self._series()
+        return self._observation(spec, frame.iloc[-1])
+
     def next_observations(self) -> dict[str, Any] | None:
         """The next day's observations (weather as a forecast would give it), or None before data."""
         import numpy as np
-
-        from shared.core.dataset_spec import load_spec
-        from shared.core.frames import read_dataset_csv
 
         assert self.backends and self.settings
         cursor = self.backends.documents.get(names.CURSORS, self.settings.dataset_spec)
         if cursor is None:
             return None
-        if self._weather is None:
-            spec = load_spec(self.settings.dataset_spec)
-            self._weather = (spec, read_dataset_csv(spec.read_replay_data(), spec))
-        spec, frame = self._weather
+        spec, frame = self._series()
         last = np.datetime64(cursor["last_timestamp"], "m")
         ahead = frame[(frame["timestamp"] > last) & (frame["timestamp"] <= last + np.timedelta64(1, "D"))]
         if ahead.empty:
             return None
         rows = ahead.sample(min(12, len(ahead)), random_state=int(time.time() * 10) % 2**31)
-        return {"instances": [{**{f: float(r[f]) for f in spec.feature_names},
-                               "Timestamp": r["timestamp"].isoformat()} for _, r in rows.iterrows()]}
+        return {"instances": [self._observation(spec, r) for _, r in rows.iterrows()]}
 
     # -- a tick -----------------------------------------------------------------------
 
@@ -421,7 +437,7 @@ def run_scenario(stack: LocalStack, backfill: str, tick_window: str, ticks: int,
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="./deploy.sh local", description=(
-        "Run the four functions on 127.0.0.1 and replay the Tetouan year through them. "
+        "Run the four functions on 127.0.0.1 and replay the dataset spec's bundled series through them. "
         "By default the stored state is resumed (.state/local); --reset starts clean."))
     parser.add_argument("--emulators", action="store_true",
                         help="Pub/Sub, Firestore and fake-gcs emulators with push subscriptions "
@@ -463,9 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         completed = not (stack.client and stack.client.failed)
         if args.once:
             return 0 if completed else 1
-        sample = json.dumps({"Temperature": 12.5, "Humidity": 65.3, "WindSpeed": 0.08,
-                             "GeneralDiffuseFlows": 180.5, "DiffuseFlows": 95.1,
-                             "Timestamp": "2017-02-04T14:30:00"})
+        sample = json.dumps(stack.example_observation())
         print(f"\npredict keeps serving on http://127.0.0.1:{args.port} — try:\n"
               f"  curl -X POST http://127.0.0.1:{args.port}/predict -H 'Content-Type: application/json' "
               f"-d '{sample}'\n  curl http://127.0.0.1:{args.port}/health\nCtrl-C stops everything.", flush=True)

@@ -82,9 +82,8 @@ class RetryPolicy:
 class PushSubscription:
     """A subscriber: messages on ``topic`` are POSTed to ``endpoint`` as Pub/Sub pushes them.
 
-    ``endpoint`` is an http(s) URL, or for the embedded bus ``wsgi://<app><path>``
-    naming an app attached in this process. Retry and dead-letter policy come
-    from the settings (``EVENT_*``).
+    ``endpoint`` is the subscriber's http(s) URL, path included. Retry and
+    dead-letter policy come from the settings (``EVENT_*``).
     """
 
     name: str

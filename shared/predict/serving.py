@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
@@ -38,6 +37,7 @@ from shared.core.features import (
 from shared.core.forest import EnsembleBank, TreeEnsemble
 from shared.core.registry import ArtifactError, Registry
 from shared.platform.log import get_logger
+from shared.platform.timefmt import iso_utc
 
 log = get_logger("serving")
 # Batches at least this large are split across threads (numpy releases the GIL).
@@ -138,7 +138,7 @@ class ModelCache:
                 continue
             self.errors.pop(target, None)
             models[target] = LoadedModel(target, pointer["version"], pointer["sha256"],
-                                         datetime.now(UTC).isoformat(timespec="seconds"),
+                                         iso_utc(),
                                          ensembles)
             changed = True
             log.info("model loaded", fields={"target": target, "version": pointer["version"],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
@@ -19,6 +18,7 @@ from shared.core.frames import content_hash, read_canonical_csv, to_canonical_cs
 from shared.platform import names
 from shared.platform.backends import Backends
 from shared.platform.ports import AlreadyExists
+from shared.platform.timefmt import iso_utc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,7 +104,7 @@ class ProcessedData:
             current = txn.get(names.DATASETS, self.spec.name)
             if (current["seq"] if current else 0) != (expected.seq if expected else 0):
                 return False
-            doc = {**version.as_doc(), "updated_at": datetime.now(UTC).isoformat()}
+            doc = {**version.as_doc(), "updated_at": iso_utc(timespec="microseconds")}
             txn.set(names.DATASETS, self.spec.name, doc)
             txn.set(names.DATASET_VERSIONS, version.version,
                     {**doc, "batch_ids": None, "added_batch": version.batch_ids[-1],

@@ -2,6 +2,14 @@
 
 It reads and changes the same stores the functions use, on whichever backend
 the environment selects (``BACKEND``; emulators through ``*_EMULATOR_HOST``).
+On the embedded backend that is ``STATE_DIR``, by default the local stack's
+``.state/local``. It names the store it reads on stderr (stdout carries only
+the table or ``--json``), and refuses a missing embedded store instead of
+creating an empty one.
+
+Exit codes: 0 success, including an empty result (stdout ``(none)`` or ``[]``,
+a note on stderr); 1 the command failed (an unknown id, a refused rollback);
+2 a configuration error, or no embedded store at ``STATE_DIR``.
 """
 
 from __future__ import annotations
@@ -10,13 +18,16 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from shared.platform import log, names
 from shared.platform.backends import Backends, connect
-from shared.platform.ports import where
+from shared.platform.claims import DONE, FAILED, RELEASED, RUNNING
+from shared.platform.ports import DocumentStore, where
 from shared.platform.settings import VARIABLES, ConfigError, Settings, attribute_name
 
 
@@ -57,10 +68,63 @@ def cmd_status(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[
 
 
 def cmd_batches(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The most recently collected batches, newest first."""
+    """The most recently collected batches, newest first, with what retrain made of each."""
     found = b.documents.query(where(names.BATCHES, order_by="collected_at", descending=True,
                                     limit=args.limit))
-    return [{"batch_id": doc_id, **doc} for doc_id, doc in found]
+    rows = []
+    for doc_id, doc in found:
+        outcome = retrain_outcome(b.documents, doc_id, doc)
+        rows.append({"batch_id": doc_id, **doc, "retrain": outcome["summary"], "retrain_outcome": outcome})
+    return rows
+
+
+# A version a rerun found already decided reports its status then: production, or
+# archived (replaced since); both were promoted by the first run.
+_DECISIONS = {"production": "promoted", "archived": "promoted"}
+# Which of several claims on one batch (it was announced, or a dead letter replayed,
+# more than once) tells its outcome: a finished run first, the newest of a kind.
+_CLAIM_RANK = {DONE: 0, RUNNING: 1, FAILED: 2, RELEASED: 3}
+
+
+def retrain_outcome(documents: DocumentStore, batch_id: str, batch: Mapping[str, Any],
+                    now: float | None = None) -> dict[str, Any]:
+    """What retrain made of a batch, from the claims on the data-ready events announcing it.
+
+    Retrain claims each data-ready event as ``event_claims/<message id>`` with the
+    event's ``batch_id``, and finishes the claim ``done`` with the run's summary
+    (``outcome.targets[].decision``), ``failed`` with a ``reason``, or ``released``
+    with the ``last_error`` of a retryable failure. A single-field equality query
+    (no composite index) finds every claim on the batch.
+
+    ``state`` is one of: not_retrained (a rejected batch is never announced on
+    data-ready), pending (no claim yet), running, trained, failed, error.
+    """
+    if batch.get("status") != "accepted":
+        return {"state": "not_retrained", "summary": "not retrained"}
+    claims = documents.query(where(names.EVENT_CLAIMS, ("batch_id", "==", batch_id)))
+    if not claims:
+        announced = "announced, not yet retrained" if batch.get("announced") else "not yet announced"
+        return {"state": "pending", "summary": f"pending ({announced})"}
+    event_id, claim = min(claims, key=lambda c: (_CLAIM_RANK.get(c[1].get("state", ""), 9),
+                                                 -float(c[1].get("finished_at") or c[1].get("claimed_at") or 0)))
+    state, attempts = claim.get("state"), claim.get("attempts", 1)
+    base = {"event_id": event_id, "attempts": attempts}
+    if state == DONE:
+        result = claim.get("outcome") or {}
+        targets = {t["target"]: _DECISIONS.get(t["decision"], t["decision"]) for t in result.get("targets", [])}
+        listed = ", ".join(f"{target} {decision}" for target, decision in targets.items())
+        return {**base, "state": "trained", "targets": targets,
+                "dataset_version": result.get("dataset_version"), "summary": f"trained: {listed}"}
+    if state == FAILED:
+        reason = claim.get("reason", "")
+        return {**base, "state": "failed", "reason": reason, "summary": f"failed: {reason}"}
+    if state == RUNNING:
+        live = float(claim.get("expires_at", 0)) > (time.time() if now is None else now)
+        note = f"attempt {attempts}" if live else f"attempt {attempts} stalled: lease expired, awaiting redelivery"
+        return {**base, "state": "running", "summary": f"running ({note})"}
+    error = claim.get("last_error", "")
+    return {**base, "state": "error", "reason": error,
+            "summary": f"error on attempt {attempts}, redelivered until it succeeds or is dead-lettered: {error}"}
 
 
 def cmd_alerts(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -126,7 +190,7 @@ def cmd_rollback(b: Backends, s: Settings, args: argparse.Namespace) -> list[dic
 COLUMNS = {
     "status": ["target", "version", "promoted_at", "mape", "reason"],
     "batches": ["batch_id", "source", "status", "start", "end", "rows", "quality_score",
-                "fallback_used"],
+                "fallback_used", "retrain"],
     "alerts": ["alert_id", "metric", "target", "severity", "status", "value", "threshold",
                "opened_at"],
     "dead-letters": ["id", "topic", "subscription", "delivery_attempts", "last_error", "data"],
@@ -138,10 +202,66 @@ COLUMNS = {
 }
 Command = Callable[[Backends, Settings, argparse.Namespace], list[dict[str, Any]]]
 
+# What an empty result means, said on stderr (the exit code stays 0).
+EMPTY = {
+    "status": "no target has a production model yet",
+    "batches": "no batches collected yet",
+    "alerts": "no alerts",
+    "dead-letters": "no dead letters",
+    "models": "no versions of this target",
+    "history": "no promotions or rollbacks of this target",
+}
+# The embedded documents database, as shared.platform.backends names it.
+DOCUMENTS_FILE = "documents.sqlite"
+EXIT_OK, EXIT_FAILED, EXIT_NO_STORE = 0, 1, 2
+_EMULATORS = (("firestore", "FIRESTORE_EMULATOR_HOST"), ("pubsub", "PUBSUB_EMULATOR_HOST"),
+              ("storage", "STORAGE_EMULATOR_HOST"))
+
+
+def describe_store(s: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """The backend and store the CLI reads, in one line."""
+    if s.backend == "embedded":
+        return f"embedded store {s.state_dir}"
+    env = os.environ if environ is None else environ
+    emulators = [f"{name} {env[var]}" for name, var in _EMULATORS if env.get(var)]
+    return (f"gcp project {s.project}, bucket {s.bucket}, firestore database {s.firestore_database}"
+            + (f" (emulators: {', '.join(emulators)})" if emulators else ""))
+
+
+def missing_store(s: Settings) -> str | None:
+    """Why there is no embedded store to read, or None.
+
+    Checked before connecting: connecting creates the directory and empty
+    databases, which would then read as a system with nothing in it.
+    """
+    if s.backend != "embedded":
+        return None
+    if not s.state_dir.is_dir():
+        problem = "does not exist"
+    elif not (s.state_dir / DOCUMENTS_FILE).is_file():
+        problem = f"holds no documents database ({DOCUMENTS_FILE})"
+    else:
+        return None
+    default = Path(next(v.default for v in VARIABLES if v.name == "STATE_DIR")).resolve()
+    deploy = "./deploy.sh local" + ("" if s.state_dir == default else f" --state-dir {s.state_dir}")
+    return (f"no embedded store: {s.state_dir} {problem}. Run `{deploy}` to create the local "
+            "stack's state there, or set STATE_DIR to a directory that holds one "
+            "(BACKEND=gcp to read Google Cloud).")
+
+
+def _is_empty(command: str, rows: Sequence[Mapping[str, Any]]) -> bool:
+    if command == "status":
+        return not any(r.get("version") for r in rows)
+    return not rows
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shared.cli",
-                                     description="Operate the forecasting system.")
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.cli", description="Operate the forecasting system.",
+        epilog="The store read is named on stderr. Exit codes: 0 success (an empty result too: "
+               "'(none)' or [] on stdout, a note on stderr); 1 the command failed; 2 a configuration "
+               "error or no embedded store at STATE_DIR (default <repo>/.state/local, the local "
+               "stack's: run ./deploy.sh local).")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -159,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = add("replay", cmd_replay)
     replay.add_argument("id", help="dead-letter id, as `dead-letters` lists it")
     replay.add_argument("--topic", required=True)
-    add("config", cmd_config)
+    add("config", cmd_config).set_defaults(needs_store=False)
     models = add("models", cmd_models)
     models.add_argument("target")
     models.add_argument("--limit", type=int, default=20)
@@ -182,13 +302,22 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     log.configure(settings.project, settings.log_level, stream=sys.stderr)
+    print(describe_store(settings), file=sys.stderr)
+    if getattr(args, "needs_store", True):
+        problem = missing_store(settings)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_NO_STORE
     try:
         rows = args.fn(connect(settings), settings, args)
     except (LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(json.dumps(rows, indent=2, default=str) if args.json else format_table(rows, args.columns))
-    return 0
+    if args.command in EMPTY and _is_empty(args.command, rows):
+        empty = "no open alerts" if args.command == "alerts" and not args.all else EMPTY[args.command]
+        print(f"note: {empty} in {describe_store(settings)}", file=sys.stderr)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

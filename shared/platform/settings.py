@@ -247,8 +247,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("BUCKET", "forecast-data", "Cloud Storage bucket holding raw, processed, models, "
              "predictions and reports (gcp backend)."),
     Variable("FIRESTORE_DATABASE", "(default)", "Firestore database id (gcp backend)."),
-    Variable("STATE_DIR", str(PROJECT_ROOT / ".state"), "Where the embedded backend keeps blobs, "
-             "documents and the event bus."),
+    Variable("STATE_DIR", str(PROJECT_ROOT / ".state" / "local"), "Where the embedded backend keeps "
+             "blobs, documents and the event bus (the local stack's state, which the CLI reads too)."),
     Variable("DATASET_SPEC", "tetouan_power", "Dataset spec: a name in `shared/core/specs/` or a path "
              "to a spec JSON file."),
     Variable("TOPIC_DATA_READY", "data-ready", "Topic collect_data publishes accepted batches on.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -10,21 +11,31 @@ from shared import cli
 from shared.cli import main
 from shared.platform import names
 from shared.platform.backends import connect
+from shared.platform.claims import EventClaims
 from shared.platform.ports import PushSubscription
 from shared.platform.settings import Settings
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
+    """An existing, empty embedded store (connecting creates it), as the CLI would read it."""
     monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("EVENT_MIN_BACKOFF_SECONDS", "0.01")
     monkeypatch.setenv("EVENT_MAX_BACKOFF_SECONDS", "0.01")
-    return connect(Settings.from_env())
+    backends = connect(Settings.from_env())
+    assert backends.documents is not None  # builds the documents database
+    return backends
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:
     code = main(list(argv))
     return code, capsys.readouterr().out
+
+
+def run_all(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def test_status_lists_each_target_and_its_production_version(env, capsys):
@@ -89,3 +100,159 @@ def test_the_table_shows_every_field_of_the_json_under_its_header(env, capsys):
     assert dict(zip(header.split(), zone2, strict=False)) == {"target": "zone2", "version": "zone2-v7",
                                                 "promoted_at": "2026-11-01T00:00:00Z", "mape": "3.1",
                                                 "reason": "gates"}
+
+
+# -- which store, and a missing or empty one ------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["status"], ["batches"], ["--json", "alerts"], ["dead-letters"],
+                                     ["models", "zone1"]])
+def test_a_missing_store_is_an_error_that_names_it_and_creates_nothing(tmp_path, monkeypatch, capsys,
+                                                                          command):
+    state = tmp_path / "nowhere"
+    monkeypatch.setenv("STATE_DIR", str(state))
+    code, out, err = run_all(capsys, *command)
+    assert code == cli.EXIT_NO_STORE == 2
+    assert out == ""
+    assert str(state) in err and "does not exist" in err
+    assert f"./deploy.sh local --state-dir {state}" in err and "STATE_DIR" in err
+    assert not state.exists()
+
+
+def test_a_directory_without_a_documents_database_is_no_store(tmp_path, monkeypatch, capsys):
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("STATE_DIR", str(state))
+    code, _out, err = run_all(capsys, "status")
+    assert code == 2 and str(state) in err and cli.DOCUMENTS_FILE in err
+    assert list(state.iterdir()) == []
+
+
+def test_config_needs_no_store(tmp_path, monkeypatch, capsys):
+    state = tmp_path / "nowhere"
+    monkeypatch.setenv("STATE_DIR", str(state))
+    code, out, _err = run_all(capsys, "--json", "config")
+    assert code == 0 and {"variable": "STATE_DIR", "value": str(state)} in json.loads(out)
+    assert not state.exists()
+
+
+def test_the_store_read_is_named_on_stderr_and_stdout_stays_json(env, capsys):
+    code, out, err = run_all(capsys, "--json", "batches")
+    assert code == 0 and json.loads(out) == []
+    assert err.splitlines()[0] == f"embedded store {env.settings.state_dir}"
+
+
+def test_the_gcp_store_line_names_project_bucket_database_and_emulators():
+    settings = Settings.from_env({"BACKEND": "gcp", "GOOGLE_CLOUD_PROJECT": "p1", "BUCKET": "b1"})
+    line = cli.describe_store(settings, {"FIRESTORE_EMULATOR_HOST": "127.0.0.1:8081",
+                                         "PUBSUB_EMULATOR_HOST": "127.0.0.1:8085"})
+    assert line == ("gcp project p1, bucket b1, firestore database (default) "
+                    "(emulators: firestore 127.0.0.1:8081, pubsub 127.0.0.1:8085)")
+    assert cli.describe_store(settings, {}) == "gcp project p1, bucket b1, firestore database (default)"
+    assert cli.missing_store(settings) is None  # nothing to check on disk
+
+
+@pytest.mark.parametrize("command,note", [
+    (["batches"], "no batches collected yet"), (["alerts"], "no open alerts"),
+    (["alerts", "--all"], "no alerts"), (["dead-letters"], "no dead letters"),
+    (["models", "zone1"], "no versions of this target"),
+    (["status"], "no target has a production model yet")])
+def test_an_empty_result_succeeds_and_says_so_on_stderr(env, capsys, command, note):
+    code, out, err = run_all(capsys, *command)
+    assert code == 0
+    if command != ["status"]:  # status lists every target, each without a version
+        assert out.strip() == "(none)"
+    assert f"note: {note} in embedded store {env.settings.state_dir}" in err
+
+
+def test_a_non_empty_result_has_no_empty_note(env, capsys):
+    env.documents.set(names.PRODUCTION, "zone2", {"version": "zone2-v7", "metrics": {"mape": 3.1}})
+    _code, _out, err = run_all(capsys, "status")
+    assert "note:" not in err
+
+
+# -- each batch's retrain outcome -------------------------------------------------------
+
+
+def batch(env, batch_id: str, day: int, **fields) -> None:
+    env.documents.set(names.BATCHES, batch_id, {"batch_id": batch_id, "status": "accepted",
+                                                "announced": True,
+                                                "collected_at": f"2026-11-{day:02d}T00:00:00Z", **fields})
+
+
+def outcomes(capsys) -> dict[str, dict]:
+    code, out = run(capsys, "--json", "batches")
+    assert code == 0
+    return {r["batch_id"]: r for r in json.loads(out)}
+
+
+def test_batches_show_pending_failed_error_and_not_retrained_from_the_claims(env, capsys):
+    claims = EventClaims(env.documents, lease_seconds=120)
+    batch(env, "b-pending", 1)
+    batch(env, "b-unannounced", 2, announced=False)
+    batch(env, "b-rejected", 3, status="rejected")
+    batch(env, "b-failed", 4)
+    failed = claims.claim("m-failed", topic="data-ready", batch_id="b-failed")
+    claims.failed("m-failed", failed.owner, "unknown batch 'b-failed'")
+    batch(env, "b-error", 5)
+    errored = claims.claim("m-error", topic="data-ready", batch_id="b-error")
+    claims.release("m-error", errored.owner, "OSError: disk full")
+    batch(env, "b-running", 6)
+    claims.claim("m-running", topic="data-ready", batch_id="b-running")
+    rows = outcomes(capsys)
+    assert rows["b-pending"]["retrain"] == "pending (announced, not yet retrained)"
+    assert rows["b-unannounced"]["retrain"] == "pending (not yet announced)"
+    assert rows["b-rejected"]["retrain_outcome"]["state"] == "not_retrained"
+    assert rows["b-failed"]["retrain"] == "failed: unknown batch 'b-failed'"
+    assert rows["b-failed"]["retrain_outcome"] == {
+        "state": "failed", "reason": "unknown batch 'b-failed'", "event_id": "m-failed", "attempts": 1,
+        "summary": "failed: unknown batch 'b-failed'"}
+    assert rows["b-error"]["retrain_outcome"]["state"] == "error"
+    assert "OSError: disk full" in rows["b-error"]["retrain"]
+    assert rows["b-running"]["retrain"] == "running (attempt 1)"
+    _code, table = run(capsys, "batches")
+    header, *lines = table.splitlines()
+    assert header.split() == cli.COLUMNS["batches"]
+    (failed_line,) = [line for line in lines if line.startswith("b-failed")]
+    assert failed_line.endswith("failed: unknown batch 'b-failed'")
+
+
+def test_a_finished_run_outranks_an_earlier_failed_delivery_of_the_same_batch(env, capsys):
+    """A batch announced twice (or a dead letter replayed) has two claims: the finished one tells."""
+    claims = EventClaims(env.documents, lease_seconds=120)
+    batch(env, "b1", 1)
+    first = claims.claim("m-1", topic="data-ready", batch_id="b1")
+    claims.release("m-1", first.owner, "TimeoutError")
+    second = claims.claim("m-2", topic="data-ready", batch_id="b1")
+    claims.done("m-2", second.owner, outcome={"status": "trained", "dataset_version": "tetouan_power-000002",
+                                              "targets": [
+        {"target": "zone1", "version": "zone1-a", "decision": "promoted", "reasons": ["passed"]},
+        {"target": "zone2", "version": "zone2-a", "decision": "rejected", "reasons": ["mape"]},
+        # A rerun after a crash reports an already-decided version by its status.
+        {"target": "zone3", "version": "zone3-a", "decision": "production", "reasons": ["passed"]}]})
+    row = outcomes(capsys)["b1"]
+    assert row["retrain"] == "trained: zone1 promoted, zone2 rejected, zone3 promoted"
+    assert row["retrain_outcome"]["event_id"] == "m-2"
+    assert row["retrain_outcome"]["dataset_version"] == "tetouan_power-000002"
+
+
+def test_batches_show_what_the_real_retrain_decided_per_target(env, capsys):
+    from shared.collect.service import Collector
+    from shared.collect.sources import ReplaySource, SourceConfig
+    from shared.core.dataset_spec import load_spec
+    from shared.retrain.service import Retrainer
+    from tests.support.bus import pubsub_event
+
+    spec = load_spec("tetouan_power")
+    settings = env.settings
+    collector = Collector(settings, env, spec, {"replay": ReplaySource(SourceConfig("replay", "replay"), spec)})
+    trained = collector.collect_source("replay", timedelta(days=35), None)
+    summary = Retrainer(settings, env, spec).handle(pubsub_event({"batch_id": trained["batch_id"]}, "m-1"))
+    assert summary["status"] == "trained"
+    waiting = collector.collect_source("replay", timedelta(days=7), None)
+    rows = outcomes(capsys)
+    expected = ", ".join(f"{t['target']} {t['decision']}" for t in summary["targets"])
+    assert rows[trained["batch_id"]]["retrain"] == f"trained: {expected}"
+    decisions = rows[trained["batch_id"]]["retrain_outcome"]["targets"]
+    assert set(decisions) == set(spec.target_names) and set(decisions.values()) <= {"promoted", "rejected"}
+    assert rows[waiting["batch_id"]]["retrain_outcome"]["state"] == "pending"

@@ -25,8 +25,15 @@ def test_defaults_select_the_embedded_backend_and_the_design_card_topics():
     s = Settings.from_env({})
     assert s.backend == "embedded"
     assert s.topics == ("data-ready", "model-updated", "alerts")
-    assert s.state_dir == (PROJECT_ROOT / ".state").resolve()
+    assert s.state_dir == (PROJECT_ROOT / ".state" / "local").resolve()
     assert s.event_max_delivery_attempts == 5
+
+
+def test_the_default_state_dir_is_the_local_stacks():
+    """The CLI and the functions read, by default, the state ``./deploy.sh local`` keeps."""
+    from tools.localstack import DEFAULT_STATE
+
+    assert Settings.from_env({}).state_dir == DEFAULT_STATE.resolve()
 
 
 def test_every_variable_maps_to_a_settings_attribute():
@@ -96,5 +103,5 @@ def test_readme_documents_every_variable_with_its_default():
                                                        readme, re.M)}
     for var in VARIABLES:
         assert var.name in rows, f"README's configuration table lacks {var.name}"
-        default = "<repo>/.state" if var.name == "STATE_DIR" else var.default
+        default = "<repo>/.state/local" if var.name == "STATE_DIR" else var.default
         assert rows[var.name] == default, f"README default of {var.name}"

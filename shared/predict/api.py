@@ -31,8 +31,13 @@ if TYPE_CHECKING:
 
 TIMESTAMP_FIELD = "Timestamp"
 PREDICT_PATHS = ("/", "/predict")
-GET_PATHS = ("/health", "/openapi.json", "/docs")
+GET_PATHS = ("/health", "/openapi.json")
+DOCS_PATH = "/docs"  # the Swagger UI page; its assets under /docs/<name>
 MAX_REPORTED_ERRORS = 100
+# The docs page loads nothing from another host; Swagger UI needs inline styles and data: images.
+DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; font-src 'self' data:; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'none'")
 _NUMBER = (int, float)
 _NUMBER_TYPES = {int, float}
 FORMATS = ("instances", "columns")
@@ -220,12 +225,13 @@ class PredictApi:
 
     def __init__(self, service: PredictService, api_key: str = "") -> None:
         # openapi imports this module's field names, so it is imported here, not at the top.
-        from shared.predict.openapi import docs_page, document
+        from shared.predict.openapi import DocsAssets, document
 
         self.service = service
         self.api_key = api_key
-        self.openapi = document(service.spec, service.max_instances)
-        self.docs = docs_page(self.openapi)
+        self.openapi = document(service.spec, service.max_instances, api_key_required=bool(api_key))
+        self.docs_assets = DocsAssets()  # found and read on the first /docs request, not at cold start
+        self._docs_page: str | None = None
 
     def handle(self, request: Any) -> tuple[Any, int, dict[str, str]]:
         """Dispatch one HTTP request: (body, status, extra headers)."""
@@ -241,10 +247,27 @@ class PredictApi:
             if path == "/health":
                 body = self.service.health()
                 return body, 200 if body["status"] == "ok" else 503, {}
-            if path == "/openapi.json":
-                return self.openapi, 200, {}
-            return self.docs, 200, {"Content-Type": "text/html; charset=utf-8"}
+            return self.openapi, 200, {}
+        if path == DOCS_PATH or path.startswith(DOCS_PATH + "/"):
+            _require(request, "GET")
+            return self.docs(path, request.path.endswith("/"))
         raise NotFound(f"no route {path}")
+
+    def docs(self, path: str, trailing_slash: bool = False) -> tuple[str, int, dict[str, str]]:
+        """The Swagger UI page or one of its allow-listed assets (read from the package on first use)."""
+        if path == DOCS_PATH:
+            if trailing_slash:  # the page's relative URLs resolve from /docs, not /docs/
+                return "", 308, {"Location": "../docs"}
+            if self._docs_page is None:
+                from shared.predict.openapi import docs_page
+
+                self._docs_page = docs_page(self.openapi, self.docs_assets.version())
+            return self._docs_page, 200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache",
+                                          "Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"}
+        text, content_type = self.docs_assets.get(path[len(DOCS_PATH) + 1:])
+        # Asset URLs carry Swagger UI's version (?v=), so a new pin is a new URL.
+        return text, 200, {"Content-Type": content_type, "Cache-Control": "public, max-age=31536000, immutable",
+                           "X-Content-Type-Options": "nosniff"}
 
     def _authorize(self, request: Any) -> None:
         if self.api_key:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,33 @@ class TrainingConfig:
     def build(self) -> Any:
         module = importlib.import_module(ESTIMATORS[self.estimator])
         return getattr(module, self.estimator)(**self.params)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, as a container's cpuset sets it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def fit_threads() -> int:
+    """Threads for a fit: the CPUs available, or fewer when ``OMP_NUM_THREADS`` says so."""
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return available_cpus()
+    return max(1, min(wanted, available_cpus()))
+
+
+def fit_bounded(model: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """``model.fit`` with native thread pools (OpenMP in HistGradientBoosting, BLAS) bounded
+    to the CPUs this process really has: OpenMP otherwise sizes itself on the host's cores,
+    and oversubscribed threads spin against each other."""
+    from threadpoolctl import threadpool_limits  # comes with scikit-learn
+
+    with threadpool_limits(limits=fit_threads()):
+        return model.fit(X, y)
 
 
 @dataclass
@@ -206,7 +234,7 @@ def fit_target(prepared: Prepared, target: str, config: TrainingConfig) -> Targe
             if data.status == gates.FAILED:
                 return TargetFit(target, {}, {}, {}, data, prepared.timestamps[hold_mask],
                                  y[hold_mask], np.zeros(0), {}, {}, rows)
-        model = config.build().fit(X[usable], y[train_mask][usable] / scale[usable])
+        model = fit_bounded(config.build(), X[usable], y[train_mask][usable] / scale[usable])
         ensembles[variant] = from_hist_gradient_boosting(model, names)
         probe = missing_value_probe(inputs(prepared, target, variant, names, hold_mask)[0])
         parity[variant] = parity_error(model, ensembles[variant], probe)

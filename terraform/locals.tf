@@ -56,6 +56,7 @@ locals {
       PREDICT_THREADS              = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
       PREDICTION_LOG_FLUSH_RECORDS = "200"
       PREDICTION_LOG_FLUSH_SECONDS = "30"
+      PREDICTION_LOG_MAX_ROWS      = "50000"
       # functions-framework: one gunicorn worker per vCPU (one process is GIL-bound).
       WORKERS = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
       THREADS = "4"

@@ -119,6 +119,8 @@ class Monitor:
             "latency_p95_ms": float(np.percentile(latency, 95)),
             "latency_p99_ms": float(np.percentile(latency, 99)),
             "predictions": int(sum(e.get("rows", 0) for e in entries if e["status"] == 200)),
+            # Requests predict could not log (its buffer was full while storage failed).
+            "log_dropped": int(sum(e.get(names.PREDICTION_LOG_DROPPED, 0) for e in entries)),
             "invocations_per_day": per_day,
             "cost_daily_usd": daily_cost(self.cost, per_day, float(latency.mean()) / 1000),
         }

@@ -25,3 +25,6 @@ PROCESSED = "processed/"
 MODEL_ARTIFACTS = "models/"
 PREDICTIONS = "predictions/"
 REPORTS = "reports/"
+
+# A prediction-log record field: how many records predict dropped (buffer full) before it.
+PREDICTION_LOG_DROPPED = "log_dropped_before"

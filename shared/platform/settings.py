@@ -291,6 +291,9 @@ VARIABLES: tuple[Variable, ...] = (
              "once it holds this many requests...", _positive_int),
     Variable("PREDICTION_LOG_FLUSH_SECONDS", "30", "...or once its oldest entry is this old.",
              _positive_float),
+    Variable("PREDICTION_LOG_MAX_ROWS", "50000", "Most predicted rows the request log buffers while "
+             "storage fails; past it the oldest records are dropped and counted (`/health`, monitor).",
+             _positive_int),
     _duration_variable("MONITOR_WINDOW", "P1D", "Window monitor evaluates: requests by wall-clock "
                        "time, collected data and accuracy by data time."),
     _duration_variable("MONITOR_PREDICTION_LOOKBACK", "P7D", "How far back monitor reads the "
@@ -345,6 +348,7 @@ class Settings:
     predict_threads: int
     prediction_log_flush_records: int
     prediction_log_flush_seconds: float
+    prediction_log_max_rows: int
     monitor_window: timedelta
     monitor_prediction_lookback: timedelta
     alert_thresholds: Thresholds

@@ -238,7 +238,16 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
                                "error": {"type": "string"}}}},
                        "seconds_since_pointer_check": {"type": ["number", "null"]},
                        "actuals": {"type": "object"},
-                       "errors": {"type": "object"}}},
+                       "errors": {"type": "object"},
+                       "prediction_log": {
+                           "type": "object", "description": "the request log monitor reads: records "
+                           "waiting to be written, rows dropped while storage failed, failed writes",
+                           "properties": {
+                               "pending_records": {"type": "integer"}, "pending_rows": {"type": "integer"},
+                               "max_rows": {"type": "integer"}, "dropped": {"type": "integer"},
+                               "write_failures": {"type": "integer"},
+                               "last_error": {"type": ["string", "null"]},
+                               "last_written": {"type": ["string", "null"]}}}}},
         "FieldError": {"type": "object", "required": ["field", "reason"],
                        "properties": {
                            "field": {"type": "string", "description": "where: `Humidity`, `instances[3].Timestamp`, "

@@ -50,7 +50,7 @@ class PredictService:
         self.actuals = RecentActuals(backends, spec)
         self.history = HistoryConfig.from_spec(spec)
         self.log = PredictionLog(backends.blobs, settings.prediction_log_flush_records,
-                                 settings.prediction_log_flush_seconds)
+                                 settings.prediction_log_flush_seconds, settings.prediction_log_max_rows)
         self.threads = settings.predict_threads or default_threads()
         self._check_lock = threading.Lock()
 
@@ -107,7 +107,7 @@ class PredictService:
             "seconds_since_pointer_check": self.models.seconds_since_check(),
             "actuals": {"last_timestamp": str(actuals.last) if actuals.last is not None else None,
                         "rows": actuals.rows},
-            "errors": dict(self.models.errors)}
+            "errors": dict(self.models.errors), "prediction_log": self.log.status()}
         if missing:
             body["reason"] = f"no production model loaded for {', '.join(missing)}"
         return body

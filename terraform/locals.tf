@@ -66,6 +66,7 @@ locals {
       MONITOR_PREDICTION_LOOKBACK = "P7D"
       ALERT_THRESHOLDS            = "{}"
       ALERT_COOLDOWN              = "PT6H"
+      DEPLOYMENT_NAME             = var.name_prefix
       MONITOR_AUTO_RETRAIN        = var.monitor_auto_retrain ? "true" : "false"
       COST_MODEL = jsonencode({
         vcpu       = tonumber(var.function_cpu["predict"])

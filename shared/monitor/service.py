@@ -72,7 +72,8 @@ class Monitor:
         self.cost = settings.cost_model
         self.registry = Registry(settings, backends)
         self.book = AlertBook(backends.documents, settings.alert_cooldown, clock)
-        self.notifier = Notifier(backends.events, settings.topic_alerts, settings.alert_webhook_url)
+        self.notifier = Notifier(backends.events, settings.topic_alerts,
+                                 settings.deployment_name or settings.project, settings.alert_webhook_url)
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -247,7 +248,8 @@ class Monitor:
         window_info = {"length": str(window), "requests_since": iso_utc(now - window.total_seconds()),
                        "data": data_window}
         events = self.book.apply(conditions, run_id, window_info)
-        outcomes = [self.notifier.notify(e) for e in events]
+        report_location = self.backends.blobs.location(self._report_folder(run_id) + "report.html")
+        outcomes = [self.notifier.notify(e, report_location) for e in events]
         retrain = self._closed_loop(events, snapshot.cursor)
         report = {"run_id": run_id, "at": iso_utc(now), "cause": cause, "window": window_info,
                   "operations": ops, "drift": drift_rows, "accuracy": accuracy,
@@ -294,12 +296,16 @@ class Monitor:
                                [live.get((target, v["version"])) for v in versions])
         return history
 
+    @staticmethod
+    def _report_folder(run_id: str) -> str:
+        return f"{names.REPORTS}{run_id}/"
+
     def _write(self, report: dict[str, Any], distributions: Mapping[str, Any],
                timelines: Mapping[str, Any], models: Mapping[str, Any],
                accuracy: list[dict[str, Any]]) -> dict[str, str]:
         body = json.dumps(report, indent=1, default=str).encode()
         page = render(report, distributions, timelines, self._history(models, accuracy)).encode()
-        folder = f"{names.REPORTS}{report['run_id']}/"
+        folder = self._report_folder(report["run_id"])
         self.backends.blobs.create(folder + "report.json", body, "application/json")
         self.backends.blobs.create(folder + "report.html", page, "text/html")
         # Fixed names for "the latest report", overwritten by every run.

@@ -49,6 +49,9 @@ class BlobStore(Protocol):
     def list(self, prefix: str = "") -> list[str]:
         """Names starting with ``prefix``, sorted."""
 
+    def location(self, name: str) -> str:
+        """Where an operator finds the object: a ``gs://`` URL or a local path."""
+
 
 @dataclass(frozen=True)
 class DeadLetter:

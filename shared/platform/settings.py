@@ -291,6 +291,8 @@ VARIABLES: tuple[Variable, ...] = (
              "once it holds this many requests...", _positive_int),
     Variable("PREDICTION_LOG_FLUSH_SECONDS", "30", "...or once its oldest entry is this old.",
              _positive_float),
+    Variable("DEPLOYMENT_NAME", "", "Name alert messages carry, so an operator of several "
+             "deployments knows which one speaks (empty: the project id).", str),
     Variable("PREDICTION_LOG_MAX_ROWS", "50000", "Most predicted rows the request log buffers while "
              "storage fails; past it the oldest records are dropped and counted (`/health`, monitor).",
              _positive_int),
@@ -349,6 +351,7 @@ class Settings:
     prediction_log_flush_records: int
     prediction_log_flush_seconds: float
     prediction_log_max_rows: int
+    deployment_name: str
     monitor_window: timedelta
     monitor_prediction_lookback: timedelta
     alert_thresholds: Thresholds

@@ -158,6 +158,9 @@ def test_cool_down_silences_repeats_and_a_cleared_condition_resolves(trained, se
         opened = [e for e in first["events"] if e["event"] == "opened"]
         assert opened and len(hook.posts) == len(opened)
         assert all("[HIGH opened]" in p["text"] or "[MEDIUM opened]" in p["text"] for p in hook.posts)
+        report = backends.blobs.location(first["report"]["html"])
+        assert all(f"] {settings.project}: " in p["text"] and f"report {report}" in p["text"]
+                   and "vs threshold" in p["text"] for p in hook.posts)
 
         again = run_monitor(settings, monkeypatch, **env)
         assert again["events"] == [] and len(hook.posts) == len(opened)  # inside the cool-down

@@ -42,5 +42,8 @@ class GcsBlobStore:
         except gexc.PreconditionFailed as exc:
             raise AlreadyExists(name) from exc
 
+    def location(self, name: str) -> str:
+        return f"gs://{self.bucket.name}/{name}"
+
     def list(self, prefix: str = "") -> list[str]:
         return sorted(b.name for b in self.client.list_blobs(self.bucket, prefix=prefix or None))

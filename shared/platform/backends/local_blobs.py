@@ -60,6 +60,9 @@ class LocalBlobStore:
         finally:
             tmp.unlink()
 
+    def location(self, name: str) -> str:
+        return str(self._path(name).resolve())
+
     def list(self, prefix: str = "") -> list[str]:
         # Walk only below the deepest directory the prefix names.
         head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""

@@ -67,6 +67,8 @@ locals {
       ALERT_THRESHOLDS            = "{}"
       ALERT_COOLDOWN              = "PT6H"
       DEPLOYMENT_NAME             = var.name_prefix
+      COLLECT_WINDOW              = var.collect_window
+      FRESHNESS_PERIODS           = "2"
       MONITOR_AUTO_RETRAIN        = var.monitor_auto_retrain ? "true" : "false"
       COST_MODEL = jsonencode({
         vcpu       = tonumber(var.function_cpu["predict"])

@@ -126,6 +126,10 @@ class HttpSource:
         self.backends.documents.set(names.SOURCE_STATE, self.config.name, state)
 
     def _cached(self, reason: str, state: Mapping[str, Any]) -> Fetched:
+        # Recorded for the monitor's source-health alert: failing since, why, and whether
+        # collection still runs on the cached copy.
+        self._save_state(last_failure_at=self.clock(), last_failure=reason,
+                         serving_cache=bool(state.get("cached_at")))
         if not state.get("cached_at"):
             raise SourceUnavailable(f"source {self.config.name!r}: {reason}; no cached copy")
         raw = self.backends.blobs.read(self.cache_object)
@@ -171,7 +175,7 @@ class HttpSource:
                 return self._cached(f"{host} sent an unparseable response: {exc}", state)
             return Fetched(raw=raw, format=self.config.format)
         self.backends.blobs.write(self.cache_object, raw)
-        self._save_state(cached_at=now, cache_object=self.cache_object)
+        self._save_state(cached_at=now, cache_object=self.cache_object, last_success_at=now)
         return Fetched(raw=raw, format=self.config.format)
 
 

@@ -27,7 +27,15 @@ from shared.core.dataset_spec import DatasetSpec
 from shared.core.metrics import regression_metrics
 from shared.core.recent_actuals import RecentActuals
 from shared.core.registry import Registry, unpack_arrays
-from shared.monitor.alert_rules import HIGH, Condition, accuracy_condition, drift_conditions, operations_conditions
+from shared.monitor.alert_rules import (
+    HIGH,
+    MEDIUM,
+    Condition,
+    accuracy_condition,
+    drift_conditions,
+    operations_conditions,
+    threshold_condition,
+)
 from shared.monitor.alerts import ESCALATED, OPENED, AlertBook, Notifier
 from shared.monitor.drift import FeatureDrift, feature_drift
 from shared.monitor.report import render
@@ -36,7 +44,7 @@ from shared.platform.backends import Backends
 from shared.platform.log import get_logger
 from shared.platform.ports import where
 from shared.platform.settings import CostModel, Settings
-from shared.platform.timefmt import iso_utc, utc_day, utc_stamp
+from shared.platform.timefmt import iso_utc, parse_utc, utc_day, utc_stamp
 
 log = get_logger("monitor")
 ACCURACY_MIN_ROWS = 30
@@ -105,6 +113,30 @@ class Monitor:
         return entries
 
     # -- measurements ---------------------------------------------------------------
+
+    def data_health(self, now: float) -> list[Condition]:
+        """Freshness of accepted data and the health of each collection source."""
+        conditions = []
+        newest = self.backends.documents.query(where(names.BATCHES, ("status", "==", "accepted"),
+                                                     order_by="end", descending=True, limit=1))
+        if newest:  # nothing collected yet is a new deployment, not a stale one
+            _, batch = newest[0]
+            age_hours = (now - parse_utc(batch["collected_at"])) / 3600
+            limit = self.settings.freshness_periods * self.settings.collect_window.total_seconds() / 3600
+            conditions.append(threshold_condition(
+                "freshness", "accepted_data", age_hours, limit,
+                detail=f"hours since the last accepted batch ({batch['end']})"))
+        for name, state in self.backends.documents.query(where(names.SOURCE_STATE)):
+            failed = float(state.get("last_failure_at") or 0)
+            failing = failed > float(state.get("last_success_at") or 0)
+            severity = (MEDIUM if state.get("serving_cache") else HIGH) if failing else None
+            since = failed if failing else now
+            conditions.append(Condition(
+                "source_health", name, round((now - since) / 3600, 3), 0.0, failing, severity,
+                detail=(f"failing: {state.get('last_failure')}; "
+                        + ("collection runs on the cached copy" if state.get("serving_cache")
+                           else "no cached copy: nothing is collected")) if failing else ""))
+        return conditions
 
     def operations(self, entries: list[dict[str, Any]], window: timedelta) -> dict[str, Any]:
         if not entries:
@@ -204,6 +236,7 @@ class Monitor:
         recent = [e for e in all_entries if e["time"] >= now - window.total_seconds()]
         ops = self.operations(recent, window)
         conditions: list[Condition] = operations_conditions(ops, self.thresholds)
+        conditions += self.data_health(now)
 
         newest = max(models.values(), key=lambda m: m["promoted_at"]) if models else None
         drift_rows: list[dict[str, Any]] = []

@@ -291,6 +291,8 @@ VARIABLES: tuple[Variable, ...] = (
              "once it holds this many requests...", _positive_int),
     Variable("PREDICTION_LOG_FLUSH_SECONDS", "30", "...or once its oldest entry is this old.",
              _positive_float),
+    Variable("FRESHNESS_PERIODS", "2", "monitor alerts when no batch has been accepted for this many "
+             "`COLLECT_WINDOW`s (high above 1.5 times as long).", _positive_int),
     Variable("DEPLOYMENT_NAME", "", "Name alert messages carry, so an operator of several "
              "deployments knows which one speaks (empty: the project id).", str),
     Variable("PREDICTION_LOG_MAX_ROWS", "50000", "Most predicted rows the request log buffers while "
@@ -352,6 +354,7 @@ class Settings:
     prediction_log_flush_seconds: float
     prediction_log_max_rows: int
     deployment_name: str
+    freshness_periods: int
     monitor_window: timedelta
     monitor_prediction_lookback: timedelta
     alert_thresholds: Thresholds

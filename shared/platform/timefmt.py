@@ -36,6 +36,12 @@ def utc_day(epoch: float | None = None) -> str:
     return _utc(epoch).date().isoformat()
 
 
+def parse_utc(text: str) -> float:
+    """Epoch seconds of an ISO 8601 timestamp written by ``iso_utc`` (naive means UTC)."""
+    parsed = datetime.fromisoformat(text)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
 def utc_stamp(epoch: float | None = None) -> str:
     """``epoch`` (default now) as a compact UTC stamp for ids, e.g. ``20261122T204525Z``."""
     return _utc(epoch).strftime("%Y%m%dT%H%M%SZ")

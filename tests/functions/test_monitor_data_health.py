@@ -1,0 +1,62 @@
+"""monitor watches its inputs: stale accepted data and failing collection sources open alerts and resolve."""
+
+from __future__ import annotations
+
+from shared.core.dataset_spec import load_spec
+from shared.monitor.service import Monitor
+from shared.platform import names
+from shared.platform.ports import where
+from shared.platform.settings import Settings
+from shared.platform.timefmt import parse_utc
+from tests.functions.test_collect_data import collect, day_csv
+from tests.functions.test_monitor import run_monitor
+from tests.support.data_server import DataSource
+from tests.support.functions import function_app
+
+SPEC = load_spec("tetouan_power")
+
+
+def events_of(summary: dict, metric: str) -> list[tuple[str, str | None]]:
+    return [(e["event"], e["severity"]) for e in summary["events"] if e["alert_id"].startswith(metric)]
+
+
+def test_no_accepted_batch_for_longer_than_the_freshness_limit_alerts_and_new_data_resolves_it(
+        settings, backends, monkeypatch):
+    collect(function_app("collect_data", settings, monkeypatch), {"window": "P1D"})
+    configured = Settings.from_env({**settings.to_environ(), "COLLECT_WINDOW": "P1D", "FRESHNESS_PERIODS": "2"})
+    fresh = Monitor(configured, backends, SPEC).data_health(now=_collected_at(backends) + 3600)
+    assert [(c.key, c.firing) for c in fresh] == [("freshness:accepted_data", False)]
+    # Two and a half days later: past 2 collection windows, not yet past 1.5 times that (medium)...
+    late = Monitor(configured, backends, SPEC).data_health(now=_collected_at(backends) + 2.5 * 86400)
+    assert [(c.firing, c.severity) for c in late] == [(True, "medium")]
+    # ...and four days later high.
+    stale = Monitor(configured, backends, SPEC).data_health(now=_collected_at(backends) + 4 * 86400)
+    assert [(c.firing, c.severity, round(c.value)) for c in stale] == [(True, "high", 96)]
+
+
+def _collected_at(backends) -> float:
+    """When the only accepted batch was collected (epoch seconds)."""
+    ((_, batch),) = backends.documents.query(where(names.BATCHES, ("status", "==", "accepted")))
+    return parse_utc(batch["collected_at"])
+
+
+def test_a_source_on_its_cached_copy_alerts_medium_and_resolves_when_it_answers_again(
+        settings, backends, monkeypatch):
+    with DataSource(hang_seconds=1.5) as source:
+        source.body = day_csv()
+        sources = (f'[{{"name": "feed", "type": "http", "url": "{source.url}", "retries": 0, '
+                   f'"backoff_factor": 0.01, "read_timeout": 0.5}}]')
+        app = function_app("collect_data", settings, monkeypatch, COLLECT_SOURCES=sources)
+        assert collect(app, {"window": "P1D"})[1]["fallback_used"] is False
+        assert events_of(run_monitor(settings, monkeypatch), "source_health") == []
+
+        source.mode = "fail"
+        assert collect(app, {"window": "P1D"})[1]["fallback_used"] is True
+        failing = run_monitor(settings, monkeypatch)
+        assert events_of(failing, "source_health") == [("opened", "medium")]
+        alert = backends.documents.get(names.ALERTS, "source_health:feed")
+        assert "HTTP 500" in alert["detail"] and "cached copy" in alert["detail"]
+
+        source.mode = "ok"
+        collect(app, {"window": "P1D"})
+        assert events_of(run_monitor(settings, monkeypatch), "source_health") == [("resolved", "medium")]

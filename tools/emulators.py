@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -40,11 +41,18 @@ class EmulatorFailed(RuntimeError):
     """
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that is not in ``avoid``.
+
+    ``avoid`` holds ports chosen for servers that have not bound them yet: the kernel
+    may hand out a free port again until someone listens on it.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 def _sdk_root() -> Path:
@@ -183,9 +191,13 @@ class EmulatorStack:
     project: str
     log_path: Path | None = None
     emulators: list[Emulator] = field(default_factory=list)
+    # Ports promised to other servers that will bind them later (the local stack's functions).
+    avoid_ports: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        ports = [free_port() for _ in range(3)]
+        ports: list[int] = []
+        for _ in range(3):
+            ports.append(free_port(avoid=(*self.avoid_ports, *ports)))
         self.emulators = [
             Emulator("pubsub", ports[0], pubsub_command(ports[0]), "/"),
             Emulator("firestore", ports[1], firestore_command(ports[1]), "/"),

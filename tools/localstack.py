@@ -330,7 +330,8 @@ class LocalStack:
         (self.state_dir / "logs").mkdir(exist_ok=True)
         if self.use_emulators:
             self.log("starting the Pub/Sub, Firestore and Cloud Storage emulators...")
-            self.emulators = EmulatorStack("local-project", log_path=self.state_dir / "logs" / "emulators.log")
+            self.emulators = EmulatorStack("local-project", log_path=self.state_dir / "logs" / "emulators.log",
+                                           avoid_ports=tuple(self.ports.values()))
             self.emulators.start()
         os.environ.update(self.environment())
         self.settings = Settings.from_env()

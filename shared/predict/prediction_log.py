@@ -123,7 +123,10 @@ class PredictionLog:
             dropped += 1
         if dropped:
             self.dropped += dropped
+            first = self._unreported_drops == 0
             self._unreported_drops += dropped
+            if not first:  # one ERROR per outage, not one per request: /health keeps the count
+                return
             log.error("prediction log buffer full: oldest records dropped", fields={
                 "dropped": dropped, "dropped_total": self.dropped, "max_rows": self.max_rows,
                 "last_error": self.last_error})

@@ -27,6 +27,8 @@ locals {
   }
   consumed_topics = toset([for s in values(local.push_subscriptions) : s.topic])
 
+  prediction_log_flush_seconds = "30"
+
   common_env = {
     BACKEND              = "gcp"
     GOOGLE_CLOUD_PROJECT = var.project_id
@@ -55,7 +57,7 @@ locals {
       PREDICT_MAX_INSTANCES        = "10000"
       PREDICT_THREADS              = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
       PREDICTION_LOG_FLUSH_RECORDS = "200"
-      PREDICTION_LOG_FLUSH_SECONDS = "30"
+      PREDICTION_LOG_FLUSH_SECONDS = local.prediction_log_flush_seconds
       PREDICTION_LOG_MAX_ROWS      = "50000"
       # functions-framework: one gunicorn worker per vCPU (one process is GIL-bound).
       WORKERS = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
@@ -69,7 +71,9 @@ locals {
       DEPLOYMENT_NAME             = var.name_prefix
       COLLECT_WINDOW              = var.collect_window
       FRESHNESS_PERIODS           = "2"
-      MONITOR_AUTO_RETRAIN        = var.monitor_auto_retrain ? "true" : "false"
+      # monitor judges requests once predict has surely flushed them.
+      PREDICTION_LOG_FLUSH_SECONDS = local.prediction_log_flush_seconds
+      MONITOR_AUTO_RETRAIN         = var.monitor_auto_retrain ? "true" : "false"
       COST_MODEL = jsonencode({
         vcpu       = tonumber(var.function_cpu["predict"])
         memory_gib = tonumber(trimsuffix(var.function_memory["predict"], "Gi"))

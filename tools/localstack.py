@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ from shared.platform.backends.local_events import LocalEventBus
 from shared.platform.ports import PushSubscription, where
 from shared.platform.settings import PROJECT_ROOT as ROOT
 from shared.platform.settings import Settings
+from shared.platform.timefmt import parse_duration
 from tools.emulators import EmulatorStack
 
 FUNCTIONS = {"collect_data": "http", "retrain": "cloudevent", "predict": "http", "monitor": "http"}
@@ -230,7 +232,7 @@ class TickResult:
 
 
 class PredictClient(threading.Thread):
-    """Keeps asking predict for the coming day, as a caller with weather forecasts would."""
+    """Keeps asking predict for the span the next tick collects, as a caller with weather forecasts would."""
 
     def __init__(self, url: str, stack: LocalStack, pause: float = 0.05) -> None:
         super().__init__(name="predict-client", daemon=True)
@@ -307,6 +309,7 @@ class LocalStack:
         self.client: PredictClient | None = None
         self.stop_event = threading.Event()
         self.killed: list[str] = []  # servers that needed SIGKILL at the last stop
+        self.forecast_span = timedelta(days=1)  # how far past the stored data the client forecasts
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -491,7 +494,8 @@ class LocalStack:
         return self._observation(spec, frame.iloc[-1])
 
     def next_observations(self) -> dict[str, Any] | None:
-        """The next day's observations (weather as a forecast would give it), or None before data."""
+        """Observations of the span after the stored data (weather as a forecast would give it),
+        or None before data."""
         import numpy as np
 
         assert self.backends and self.settings
@@ -500,7 +504,8 @@ class LocalStack:
             return None
         spec, frame = self._series()
         last = np.datetime64(cursor["last_timestamp"], "m")
-        ahead = frame[(frame["timestamp"] > last) & (frame["timestamp"] <= last + np.timedelta64(1, "D"))]
+        span = np.timedelta64(int(self.forecast_span.total_seconds() // 60), "m")
+        ahead = frame[(frame["timestamp"] > last) & (frame["timestamp"] <= last + span)]
         if ahead.empty:
             return None
         rows = ahead.sample(min(12, len(ahead)), random_state=int(time.time() * 10) % 2**31)
@@ -579,7 +584,8 @@ class LocalStack:
                            "predict to serve the new versions")
                 result.reload_seconds = round(time.monotonic() - promoted_at, 3)
                 self._wait(lambda: self._new_runs(runs_before, "model-updated"), timeout, "monitor after model-updated")
-        self._pause(1.2)  # let predict flush its request log (PREDICTION_LOG_FLUSH_SECONDS=1)
+        # monitor judges requests logged up to 2 flush periods + 1 s ago (PREDICTION_LOG_FLUSH_SECONDS=1).
+        self._pause(3.2)
         self._post(self.servers["monitor"].url, {}).raise_for_status()
         # Alert changes of every monitor run in this tick: after model-updated and scheduled.
         for doc_id, run in self.backends.documents.query(where(names.MONITOR_RUNS)):
@@ -670,6 +676,9 @@ def run_scenario(stack: LocalStack, backfill: str, tick_window: str, ticks: int,
     stop = stop or stack.stop_event
     fresh = stack.backends.documents.get(names.CURSORS, stack.settings.dataset_spec) is None
     windows = ([backfill] if fresh else []) + [tick_window] * ticks
+    # The client forecasts the span the next tick collects, so every tick's monitor run
+    # joins the predictions of that span with their actuals.
+    stack.forecast_span = parse_duration(tick_window)
     results = []
     for number, window in enumerate(windows):
         if stop.is_set():

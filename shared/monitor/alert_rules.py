@@ -1,9 +1,8 @@
 """Alert rules (pure): measured values and thresholds in, conditions with severity out.
 
 The steel document's rule: a value above its threshold fires; severity is
-``high`` above 1.5 x the threshold, else ``medium``. Drift uses its own levels:
-PSI at or above the alert level is ``high``; at or above the warn level, or a
-significant KS test with a large enough effect, is ``medium``. Every evaluated
+``high`` above 1.5 x the threshold, else ``medium``. Input checks carry their
+level (``input_checks``): ``alert`` is ``high``, ``warn`` is ``medium``. Every evaluated
 condition is returned, firing or not, so an open alert can resolve when its
 condition clears; a condition that could not be evaluated is left out.
 """
@@ -14,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from shared.monitor.drift import FeatureDrift
+from shared.monitor.input_checks import ALERT, InputCheck
 from shared.platform.settings import Thresholds  # ALERT_THRESHOLDS, parsed once by the settings
 
-__all__ = ["HIGH", "MEDIUM", "Condition", "Thresholds", "accuracy_condition", "drift_conditions",
+__all__ = ["HIGH", "MEDIUM", "Condition", "Thresholds", "accuracy_condition", "input_conditions",
            "operations_conditions", "threshold_condition"]
 
 HIGH, MEDIUM = "high", "medium"
@@ -53,22 +52,24 @@ def threshold_condition(metric: str, subject: str, value: float, threshold: floa
     return Condition(metric, subject, round(float(value), 6), threshold, firing, severity, **extra)
 
 
-def drift_conditions(source: str, drifts: Iterable[FeatureDrift], thresholds: Thresholds,
+def input_conditions(source: str, checks: Iterable[InputCheck], thresholds: Thresholds,
                      model_version: str | None) -> list[Condition]:
-    """One condition per feature (PSI and KS levels) and one for the share drifted."""
-    drifts = list(drifts)
-    out = []
-    for d in drifts:
-        severity = HIGH if d.level == "alert" else MEDIUM if d.level == "warn" else None
-        out.append(Condition("drift", f"{source}:{d.feature}", d.psi, thresholds.psi_alert, d.drifted,
-                             severity, model_version=model_version,
-                             detail=f"PSI {d.psi:.3f}, KS D {d.ks_statistic:.3f} (p {d.ks_pvalue:.2g}), "
-                                    f"n {d.recent_n} vs {d.reference_n}"))
-    if drifts:
-        share = sum(d.drifted for d in drifts) / len(drifts)
-        out.append(threshold_condition("drift_share", source, share, thresholds.drift_share,
-                                       model_version=model_version,
-                                       detail=f"{sum(d.drifted for d in drifts)} of {len(drifts)} drifted"))
+    """One condition per evaluated check, and one for the share of columns failing any check.
+
+    Checks with nothing to judge (``n == 0``) are left out, so an open alert stays
+    open until new values show it cleared.
+    """
+    checks = [c for c in checks if c.n > 0]
+    out = [Condition(c.check, f"{source}:{c.feature}", c.value, c.threshold, c.firing,
+                     HIGH if c.level == ALERT else MEDIUM if c.firing else None,
+                     model_version=model_version, detail=c.detail) for c in checks]
+    columns = {c.feature for c in checks}
+    if columns:
+        failing = sorted({c.feature for c in checks if c.firing})
+        out.append(threshold_condition("drift_share", source, len(failing) / len(columns),
+                                       thresholds.drift_share, model_version=model_version,
+                                       detail=f"{len(failing)} of {len(columns)} columns fail a check"
+                                              + (f": {', '.join(failing)}" if failing else "")))
     return out
 
 
@@ -78,7 +79,7 @@ def accuracy_condition(target: str, version: str, window_mape: float, holdout_ma
     increase = (window_mape - holdout_mape) / 100
     return threshold_condition("mape_increase", target, increase, thresholds.mape_increase,
                                target=target, model_version=version,
-                               detail=f"window MAPE {window_mape:.3f} % on {rows} rows vs holdout "
+                               detail=f"live MAPE {window_mape:.3f} % on {rows} rows vs holdout "
                                       f"{holdout_mape:.3f} %")
 
 

@@ -24,7 +24,7 @@ from shared.monitor.alert_rules import HIGH, Condition
 from shared.platform import names
 from shared.platform.http import http_session
 from shared.platform.log import get_logger
-from shared.platform.ports import DocumentStore, EventBus
+from shared.platform.ports import DocumentStore, EventBus, where
 from shared.platform.timefmt import iso_utc
 
 log = get_logger("alerts")
@@ -57,6 +57,11 @@ class AlertBook:
             if event is not None:
                 events.append(event)
         return events
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        """Every open alert, with its ``alert_id`` (the condition key)."""
+        return [{**doc, "alert_id": key}
+                for key, doc in self.documents.query(where(names.ALERTS, ("status", "==", "open")))]
 
     def _step(self, txn: Any, condition: Condition, run_id: str, window: Mapping[str, Any]) -> AlertEvent | None:
         now = self.clock()

@@ -2,13 +2,15 @@
 
 - **Operations** over the window (wall-clock, from predict's request log): request
   count, 5xx error rate, latency percentiles, an estimated daily cost.
-- **Data drift** of recent prediction inputs (the window's requests) against the
-  newest production model's training reference, and of newly collected data — rows
-  after the serving model's dataset, in the window ending at the last stored
-  timestamp — against the same reference (each target against its own model's).
-- **Accuracy against reality**: predictions logged during the lookback are joined
-  with the actuals that arrived since, for timestamps in the data window; MAPE and
-  RMSE per target and model version, compared with the version's holdout MAPE.
+- **Data health**: freshness of accepted data and each collection source's state.
+- **Input checks** (``input_checks``) on what is new since the last run
+  (``joins``): requests' inputs against the training range and for stuck values
+  at once; against the observations of the same timestamps (skew) once their
+  actuals are stored; newly collected rows against the training range and for
+  stuck values.
+- **Accuracy against reality**: predictions whose actuals arrived since the last
+  run, MAPE and RMSE per target and model version; the production version's MAPE
+  over the lookback's runs against its holdout MAPE.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -24,21 +26,23 @@ from typing import Any
 import numpy as np
 
 from shared.core.dataset_spec import DatasetSpec
+from shared.core.features import Actuals
 from shared.core.metrics import regression_metrics
-from shared.core.recent_actuals import RecentActuals
+from shared.core.recent_actuals import ActualsSnapshot, RecentActuals
 from shared.core.registry import Registry, unpack_arrays
+from shared.monitor import input_checks as checks
 from shared.monitor.alert_rules import (
     HIGH,
     MEDIUM,
     Condition,
     accuracy_condition,
-    drift_conditions,
+    input_conditions,
     operations_conditions,
     threshold_condition,
 )
 from shared.monitor.alerts import ESCALATED, OPENED, AlertBook, Notifier
-from shared.monitor.drift import FeatureDrift, feature_drift
-from shared.monitor.report import render
+from shared.monitor.joins import Joined, Watermark, inputs_in_time_order, join, new_requests
+from shared.monitor.report import Distribution, Timeline, VersionAccuracy, overall_status, render
 from shared.platform import names
 from shared.platform.backends import Backends
 from shared.platform.log import get_logger
@@ -49,12 +53,22 @@ from shared.platform.timefmt import iso_utc, parse_utc, utc_day, utc_stamp
 log = get_logger("monitor")
 ACCURACY_MIN_ROWS = 30
 TIMELINE_POINTS = 500
-RETRAIN_METRICS = ("drift", "drift_share", "mape_increase")
+# Input faults are not cured by retraining on the same data: only accuracy closes the loop.
+RETRAIN_METRICS = ("mape_increase",)
+# Conditions earlier releases evaluated; an alert still open under one is resolved.
+RETIRED_METRICS = ("drift",)
+# Requests logged in the last moments may not have been flushed yet: a run judges
+# requests up to now - (2 flush periods + this), the next run the rest.
+LOG_SETTLE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
 class MonitorRequest:
-    """What one run is asked for: the window (default MONITOR_WINDOW) and why it runs."""
+    """What one run is asked for: the window (default MONITOR_WINDOW) and why it runs.
+
+    An explicit window also re-judges the requests and actuals it covers, instead of
+    only what arrived since the last run.
+    """
 
     window: timedelta | None = None
     cause: str = "schedule"
@@ -65,6 +79,12 @@ def daily_cost(cost: CostModel, invocations_per_day: float, mean_seconds: float)
     per_call = cost.invocation_usd + mean_seconds * (cost.vcpu * cost.vcpu_second_usd
                                                      + cost.memory_gib * cost.gib_second_usd)
     return invocations_per_day * per_call
+
+
+def training_range(reference: Mapping[str, Any], column: str) -> tuple[float, float] | None:
+    """Min and max of a column over a model's training rows (its reference quantiles 0 and 1)."""
+    quantiles = ((reference.get("columns") or {}).get(column) or {}).get("quantiles") or []
+    return (float(quantiles[0]), float(quantiles[-1])) if quantiles else None
 
 
 class Monitor:
@@ -82,6 +102,7 @@ class Monitor:
         self.book = AlertBook(backends.documents, settings.alert_cooldown, clock)
         self.notifier = Notifier(backends.events, settings.topic_alerts,
                                  settings.deployment_name or settings.project, settings.alert_webhook_url)
+        self.units = {c.name: c.unit for c in spec.value_columns}
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -92,11 +113,15 @@ class Monitor:
             if pointer is None:
                 continue
             record = self.registry.get(pointer["version"]) or {}
-            reference = unpack_arrays(self.registry.read_verified(record["reference_artifact"],
-                                                                  record["reference_sha256"]))
             models[target] = {"version": pointer["version"], "promoted_at": pointer["promoted_at"],
-                              "record": record, "reference": reference}
+                              "record": record, "reference": record.get("reference") or self._sampled(record)}
         return models
+
+    def _sampled(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The reference of a version recorded before records carried it: its sample's range."""
+        sample = unpack_arrays(self.registry.read_verified(record["reference_artifact"], record["reference_sha256"]))
+        return {"columns": {name: {"quantiles": [float(np.nanmin(v)), float(np.nanmax(v))]}
+                            for name, v in sample.items() if len(v)}}
 
     def _entries(self, since: float) -> list[dict[str, Any]]:
         """Request records of predict logged since ``since`` (epoch seconds)."""
@@ -111,6 +136,20 @@ class Monitor:
                         entries.append(entry)
             day += timedelta(days=1)
         return entries
+
+    def _previous(self, request: MonitorRequest, cut: float, last: np.datetime64 | None) -> Watermark:
+        """What earlier runs judged: the last run's watermark, or the explicit window's start."""
+        if request.window is not None:
+            minutes = np.timedelta64(int(request.window.total_seconds() // 60), "m")
+            return Watermark(cut - request.window.total_seconds(), None if last is None else last - minutes)
+        runs = self.backends.documents.query(where(names.MONITOR_RUNS, order_by="at", descending=True, limit=1))
+        judged = (runs[0][1].get("judged") or {}) if runs else {}
+        if "requests_until" not in judged:  # the first run: the default window
+            window = self.settings.monitor_window
+            minutes = np.timedelta64(int(window.total_seconds() // 60), "m")
+            return Watermark(cut - window.total_seconds(), None if last is None else last - minutes)
+        data = judged.get("data_until")
+        return Watermark(float(judged["requests_until"]), None if data is None else np.datetime64(data, "m"))
 
     # -- measurements ---------------------------------------------------------------
 
@@ -158,76 +197,110 @@ class Monitor:
             "cost_daily_usd": daily_cost(self.cost, per_day, float(latency.mean()) / 1000),
         }
 
-    def _drift(self, recent: Mapping[str, np.ndarray],
-               reference: Mapping[str, np.ndarray]) -> list[Any]:
-        t = self.thresholds
-        found = [feature_drift(name, np.asarray(reference[name], float), np.asarray(values, float),
-                               t.psi_warn, t.psi_alert, t.ks_pvalue, t.ks_effect)
-                 for name, values in recent.items() if name in reference]
-        return [d for d in found if d is not None]
+    def request_checks(self, fresh: Sequence[Mapping[str, Any]], joined: Joined,
+                       reference: Mapping[str, Any]) -> list[checks.InputCheck]:
+        """Served inputs: range and stuck on the new requests, skew on the new pairs."""
+        found: list[checks.InputCheck | None] = []
+        served = inputs_in_time_order(fresh, self.spec.feature_names)
+        for f in self.spec.feature_names:
+            span = training_range(reference, f)
+            if span is not None:
+                found.append(checks.range_check(checks.REQUESTS, f, served[f], span, self.thresholds,
+                                                self.units[f]))
+            found.append(checks.stuck_check(checks.REQUESTS, f, served[f], self.thresholds))
+            found.append(checks.skew_check(f, joined.served.get(f, np.zeros(0)),
+                                           joined.observed.get(f, np.zeros(0)), self.thresholds))
+        return [c for c in found if c is not None]
 
-    def _collected_drift(self, models: Mapping[str, Any], snapshot: Any, start: np.datetime64,
-                         end: np.datetime64) -> list[Any]:
-        """Drift of data collected after each model's dataset ended, inside the data window.
-
-        Data the serving model was trained (or evaluated) on is not "newly collected"
-        for it; a retrain that promotes a model on the new data empties this set.
-        """
-        if not models:
-            return []
-        newest = max(models.values(), key=lambda m: m["promoted_at"])
+    def collected_checks(self, snapshot: ActualsSnapshot, previous: Watermark,
+                         models: Mapping[str, Any], newest: Mapping[str, Any]) -> list[checks.InputCheck]:
+        """Rows stored since the last run: range against the training rows, stuck values."""
         ts = snapshot.timestamps
-
-        def new_rows(model: Mapping[str, Any]) -> np.ndarray:
-            seen = np.datetime64(model["record"]["lineage"]["end"], "m")
-            return (ts > max(start, seen)) & (ts <= end)
-
-        weather = new_rows(newest)
-        recent = {f: snapshot.columns[f][weather] for f in self.spec.feature_names}
-        found = self._drift(recent, newest["reference"])
-        for target, model in models.items():
-            found += self._drift({target: snapshot.columns[target][new_rows(model)]},
-                                 model["reference"])
-        # Nothing new for a column: the serving model has seen all of it, so a drift
-        # alert on it clears (a handful of rows, by contrast, is inconclusive).
-        judged = {d.feature for d in found}
+        new = ts > previous.data_until if previous.data_until is not None else np.ones(len(ts), bool)
+        found: list[checks.InputCheck | None] = []
         for name in [*self.spec.feature_names, *models]:
-            rows = weather if name in self.spec.feature_names else new_rows(models[name])
-            if name not in judged and not rows.any():
-                found.append(FeatureDrift(name, 0.0, 0.0, 1.0, 0, 0, "none"))
+            reference = models.get(name, newest)["reference"]
+            values = snapshot.columns[name][new]
+            if not len(values):
+                found += [checks.no_new_data(checks.COLLECTED, name, c) for c in (checks.RANGE, checks.STUCK)]
+                continue
+            span = training_range(reference, name)
+            if span is not None:
+                found.append(checks.range_check(checks.COLLECTED, name, values, span, self.thresholds,
+                                                self.units[name]))
+            found.append(checks.stuck_check(checks.COLLECTED, name, values, self.thresholds))
+        return [c for c in found if c is not None]
+
+    def _earlier_accuracy(self, since: str) -> list[dict[str, Any]]:
+        """Accuracy rows stored by the runs since ``since`` (ISO), newest run first."""
+        found: list[dict[str, Any]] = []
+        for _, run in self.backends.documents.query(where(names.MONITOR_RUNS, order_by="at",
+                                                          descending=True, limit=200)):
+            if run["at"] < since:
+                break
+            found += run.get("accuracy") or []
         return found
 
-    @staticmethod
-    def _joined(entries: list[dict[str, Any]], snapshot: Any, start: np.datetime64, end: np.datetime64) -> dict:
-        """(target, version) -> (timestamps, predicted, actual) for predictions with actuals."""
-        actuals = snapshot.actuals
-        if actuals is None:
-            return {}
-        step = np.timedelta64(actuals.step, "m")
-        groups: dict[tuple[str, str], list[tuple[np.ndarray, ...]]] = {}
-        for entry in entries:
-            if entry["status"] != 200:
-                continue
-            ts = np.array(entry["inputs"]["Timestamp"], dtype="datetime64[m]")
-            slots = actuals.slots(ts)
-            on_grid = actuals.origin + slots * step == ts
-            inside = on_grid & (ts > start) & (ts <= end)
-            for target, predicted in entry["predictions"].items():
-                actual = actuals.lag(target, slots, 0)
-                keep = inside & np.isfinite(actual)
-                if keep.any():
-                    groups.setdefault((target, entry["versions"][target]), []).append(
-                        (ts[keep], np.asarray(predicted, float)[keep], actual[keep]))
-        return {key: tuple(np.concatenate(parts) for parts in zip(*chunks, strict=True))
-                for key, chunks in groups.items()}
+    def _accuracy(self, joined: Joined, models: Mapping[str, Any], at: str,
+                  since: str) -> tuple[list[dict[str, Any]], list[Condition], list[Timeline]]:
+        """Live accuracy per target and version, its conditions, and the production timelines.
+
+        The condition judges a production version on every pair judged since ``since``
+        (this run's and earlier runs'): one day's error swings too much to stand for
+        the version against its holdout week.
+        """
+        rows, conditions, timelines = [], [], []
+        earlier = self._earlier_accuracy(since)
+        for (target, version), (ts, predicted, actual) in sorted(joined.accuracy.items()):
+            m = regression_metrics(actual, predicted)
+            record = self.registry.get(version) or {}
+            holdout = ((record.get("metrics") or {}).get("served") or {}).get("mape")
+            production = target in models and models[target]["version"] == version
+            rows.append({"target": target, "model_version": version, "rows": m["n"], "mape": m["mape"],
+                         "rmse": m["rmse"], "holdout_mape": holdout, "production": production,
+                         "measured_at": at})
+            same = [r for r in earlier if r["target"] == target and r["model_version"] == version]
+            n = m["n"] + sum(r["rows"] for r in same)
+            mape = (m["mape"] * m["n"] + sum(r["mape"] * r["rows"] for r in same)) / n
+            if production and holdout is not None and n >= ACCURACY_MIN_ROWS:
+                conditions.append(accuracy_condition(target, version, mape, holdout, int(n), self.thresholds))
+            if production:
+                stamps, first = np.unique(ts, return_index=True)
+                pick = np.linspace(0, len(stamps) - 1, min(len(stamps), TIMELINE_POINTS)).astype(int)
+                timelines.append(Timeline(target, self.units[target], stamps[pick],
+                                          predicted[first][pick], actual[first][pick]))
+        return rows, conditions, timelines
+
+    def _last_measured(self) -> list[dict[str, Any]]:
+        """Accuracy rows of the latest run that had new actuals, for a run that has none."""
+        for _, run in self.backends.documents.query(where(names.MONITOR_RUNS, order_by="at",
+                                                          descending=True, limit=20)):
+            if run.get("accuracy"):
+                return [{**row, "measured_at": row.get("measured_at", run["at"])} for row in run["accuracy"]]
+        return []
+
+    def _retired(self) -> list[Condition]:
+        """Open alerts of conditions no longer evaluated resolve, instead of staying open forever."""
+        return [Condition(a["metric"], a["subject"], 0.0, float(a.get("threshold") or 0), False, None,
+                          detail="this check was replaced; see the input checks")
+                for a in self.book.open_alerts() if a["metric"] in RETIRED_METRICS]
+
+    def _distributions(self, fresh: Sequence[Mapping[str, Any]], joined: Joined,
+                       reference: Mapping[str, Any]) -> list[Distribution]:
+        """Per feature: served vs observed at the same timestamps, else the new requests alone."""
+        paired = joined.rows > 0
+        served = joined.served if paired else inputs_in_time_order(fresh, self.spec.feature_names)
+        return [Distribution(f, self.units[f], served[f], joined.observed[f] if paired else None,
+                             training_range(reference, f))
+                for f in self.spec.feature_names if len(served.get(f, ()))]
 
     # -- the run --------------------------------------------------------------------
 
     def run(self, request: MonitorRequest = MonitorRequest()) -> dict[str, Any]:
         """Measure, update alerts, notify, write the report; returns a summary."""
         window = request.window or self.settings.monitor_window
-        cause = request.cause
         now = self.clock()
+        at = iso_utc(now)
         run_id = f"{utc_stamp(now)}-{uuid.uuid4().hex[:6]}"
         models = self._production()
         lookback = self.settings.monitor_prediction_lookback
@@ -237,73 +310,64 @@ class Monitor:
         ops = self.operations(recent, window)
         conditions: list[Condition] = operations_conditions(ops, self.thresholds)
         conditions += self.data_health(now)
+        conditions += self._retired()
 
+        cut = now - (2 * self.settings.prediction_log_flush_seconds + LOG_SETTLE_SECONDS)
+        previous = self._previous(request, cut, snapshot.last)
+        fresh = new_requests(all_entries, previous, cut)
+        observed = (Actuals(snapshot.timestamps, snapshot.columns, int(self.spec.interval.total_seconds() // 60))
+                    if snapshot.last is not None else None)
+        joined = (join(all_entries, previous, cut, observed, self.spec.feature_names)
+                  if observed is not None else Joined())
         newest = max(models.values(), key=lambda m: m["promoted_at"]) if models else None
-        drift_rows: list[dict[str, Any]] = []
-        distributions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        input_rows: list[dict[str, Any]] = []
+        distributions: list[Distribution] = []
         if newest is not None:
-            inputs = {f: np.concatenate([np.asarray(e["inputs"][f], float) for e in recent if e["status"] == 200]
-                                        or [np.zeros(0)]) for f in self.spec.feature_names}
-            found = self._drift(inputs, newest["reference"])
-            conditions += drift_conditions("inputs", found, self.thresholds, newest["version"])
-            drift_rows += [{"source": "inputs", **d.as_dict()} for d in found]
-            distributions = {f: (newest["reference"][f], inputs[f]) for f in self.spec.feature_names
-                             if f in newest["reference"]}
+            found = self.request_checks(fresh, joined, newest["reference"])
+            conditions += input_conditions(checks.REQUESTS, found, self.thresholds, newest["version"])
+            distributions = self._distributions(fresh, joined, newest["reference"])
+            input_rows += [c.as_dict() for c in found]
+            if snapshot.last is not None:
+                found = self.collected_checks(snapshot, previous, models, newest)
+                conditions += input_conditions(checks.COLLECTED, found, self.thresholds, newest["version"])
+                input_rows += [c.as_dict() for c in found]
+        accuracy, accuracy_conditions, timelines = self._accuracy(joined, models, at,
+                                                                  iso_utc(now - lookback.total_seconds()))
+        conditions += accuracy_conditions
 
-        data_window: dict[str, Any] = {}
-        accuracy: list[dict[str, Any]] = []
-        timelines: dict[str, tuple[list[float], list[float]]] = {}
-        if snapshot.actuals is not None and snapshot.last is not None:
-            end = snapshot.last
-            start = end - np.timedelta64(int(window.total_seconds() // 60), "m")
-            data_window = {"start": str(start), "end": str(end)}
-            found = self._collected_drift(models, snapshot, start, end)
-            conditions += drift_conditions("collected", found, self.thresholds,
-                                           newest["version"] if newest else None)
-            drift_rows += [{"source": "collected", **d.as_dict()} for d in found]
-            joined = self._joined(all_entries, snapshot, start, end)
-            for (target, version), (ts, predicted, actual) in sorted(joined.items()):
-                m = regression_metrics(actual, predicted)
-                record = self.registry.get(version) or {}
-                holdout = ((record.get("metrics") or {}).get("served") or {}).get("mape")
-                production = target in models and models[target]["version"] == version
-                accuracy.append({"target": target, "model_version": version, "rows": m["n"],
-                                 "mape": m["mape"], "rmse": m["rmse"], "holdout_mape": holdout,
-                                 "production": production})
-                if production and holdout is not None and m["n"] >= ACCURACY_MIN_ROWS:
-                    conditions.append(accuracy_condition(target, version, m["mape"], holdout, int(m["n"]),
-                                                         self.thresholds))
-                if production:
-                    order = np.argsort(ts)
-                    pick = order[np.linspace(0, len(order) - 1, min(len(order), TIMELINE_POINTS)).astype(int)]
-                    timelines[target] = (predicted[pick].tolist(), actual[pick].tolist())
-
+        data = {"start": str(previous.data_until), "end": str(snapshot.last)} if snapshot.last is not None else {}
         window_info = {"length": str(window), "requests_since": iso_utc(now - window.total_seconds()),
-                       "data": data_window}
+                       "data": data}
         events = self.book.apply(conditions, run_id, window_info)
+        open_alerts = self.book.open_alerts()
         report_location = self.backends.blobs.location(self._report_folder(run_id) + "report.html")
         outcomes = [self.notifier.notify(e, report_location) for e in events]
         retrain = self._closed_loop(events, snapshot.cursor)
-        report = {"run_id": run_id, "at": iso_utc(now), "cause": cause, "window": window_info,
-                  "operations": ops, "drift": drift_rows, "accuracy": accuracy,
+        judged = {"requests_until": max(cut, previous.requests_until),
+                  "data_until": str(snapshot.last) if snapshot.last is not None else None,
+                  "requests": len(fresh), "pairs": joined.rows}
+        report = {"run_id": run_id, "at": at, "cause": request.cause, "status": overall_status(open_alerts),
+                  "window": window_info, "judged": judged, "operations": ops, "inputs": input_rows,
+                  "accuracy": accuracy or self._last_measured(),
                   "conditions": [c.as_dict() for c in conditions],
                   "alerts": {"events": [{"event": e.event, **e.alert} for e in events],
                              "notifications": outcomes},
                   "models": {t: m["version"] for t, m in models.items()}, "retrain_request": retrain}
-        paths = self._write(report, distributions, timelines, models, accuracy)
-        summary = {"run_id": run_id, "report": paths, "firing": sum(c.firing for c in conditions),
+        paths = self._write(report, open_alerts, distributions, timelines, models, accuracy)
+        summary = {"run_id": run_id, "report": paths, "status": report["status"],
+                   "firing": sum(c.firing for c in conditions),
                    "events": [{"event": e.event, "alert_id": e.alert["alert_id"],
                                "severity": e.alert.get("severity")} for e in events],
                    "retrain_request": retrain}
         self.backends.documents.set(names.MONITOR_RUNS, run_id, {
-            "run_id": run_id, "at": report["at"], "cause": cause, "accuracy": accuracy,
-            "operations": ops, "firing": summary["firing"], "events": summary["events"],
-            "report": paths["html"]})
+            "run_id": run_id, "at": at, "cause": request.cause, "accuracy": accuracy, "judged": judged,
+            "operations": ops, "firing": summary["firing"], "status": report["status"],
+            "events": summary["events"], "report": paths["html"]})
         log.info("monitor run finished", fields=summary)
         return summary
 
     def _closed_loop(self, events: list[Any], cursor: str | None) -> str | None:
-        """Publish a retrain request for a new high drift or accuracy alert (when enabled)."""
+        """Publish a retrain request for a new high accuracy alert (when enabled)."""
         if not self.settings.monitor_auto_retrain:
             return None
         trigger = next((e for e in events if e.event in (OPENED, ESCALATED) and
@@ -315,29 +379,47 @@ class Monitor:
             "batch_id": head.get("batch_id"), "cause": "monitor", "alert_id": trigger.alert["alert_id"]},
             {"cause": "monitor"})
 
-    def _history(self, models: Mapping[str, Any], accuracy: list[dict[str, Any]]) -> dict:
-        live = {(a["target"], a["model_version"]): a["mape"] for a in accuracy}
-        for _, run in self.backends.documents.query(where(names.MONITOR_RUNS, order_by="at",
-                                                          descending=True, limit=20)):
-            for a in run.get("accuracy", []):
-                live.setdefault((a["target"], a["model_version"]), a["mape"])
-        history = {}
-        for target in models:
-            versions = list(reversed(self.registry.versions(target, 8)))
-            history[target] = ([v["version"] for v in versions],
-                               [((v.get("metrics") or {}).get("served") or {}).get("mape") for v in versions],
-                               [live.get((target, v["version"])) for v in versions])
+    def _history(self, models: Mapping[str, Any], accuracy: list[dict[str, Any]],
+                 at: str) -> dict[str, list[VersionAccuracy]]:
+        """Per target: its newest versions (oldest first), holdout MAPE and live MAPE run by run.
+
+        Live points come from the stored ``monitor_runs`` (the newest 50) and this run's
+        ``accuracy`` (at ``at``, not stored yet); ``models`` maps target -> the serving
+        model (its ``version``, or the version itself).
+        """
+        points: dict[tuple[str, str], dict[str, float]] = {}
+        runs = [doc for _, doc in self.backends.documents.query(
+            where(names.MONITOR_RUNS, order_by="at", descending=True, limit=50))]
+        for run in [{"at": at, "accuracy": accuracy}, *runs]:
+            for row in run.get("accuracy") or []:
+                mape = row.get("mape")
+                if run.get("at") and mape is not None and np.isfinite(mape):
+                    points.setdefault((row["target"], row["model_version"]), {}).setdefault(run["at"], float(mape))
+        serving = {t: m["version"] if isinstance(m, Mapping) else str(m) for t, m in models.items()}
+        measured = {target for target, _ in points}
+        history: dict[str, list[VersionAccuracy]] = {}
+        for target in [t for t in self.spec.target_names if t in serving or t in measured]:
+            records = list(reversed(self.registry.versions(target, 8)))
+            if target in serving and serving[target] not in {r["version"] for r in records}:
+                records.append(self.registry.get(serving[target]) or {"version": serving[target]})
+            history[target] = [VersionAccuracy(
+                version=r["version"],
+                holdout_mape=((r.get("metrics") or {}).get("served") or {}).get("mape"),
+                live=sorted(points.get((target, r["version"]), {}).items()),
+                production=serving.get(target) == r["version"]) for r in records]
         return history
 
     @staticmethod
     def _report_folder(run_id: str) -> str:
         return f"{names.REPORTS}{run_id}/"
 
-    def _write(self, report: dict[str, Any], distributions: Mapping[str, Any],
-               timelines: Mapping[str, Any], models: Mapping[str, Any],
-               accuracy: list[dict[str, Any]]) -> dict[str, str]:
+    def _write(self, report: dict[str, Any], open_alerts: Sequence[Mapping[str, Any]],
+               distributions: Sequence[Distribution], timelines: Sequence[Timeline],
+               models: Mapping[str, Any], accuracy: list[dict[str, Any]]) -> dict[str, str]:
+        """report.json and report.html under the run's folder, and the fixed ``latest`` copies."""
         body = json.dumps(report, indent=1, default=str).encode()
-        page = render(report, distributions, timelines, self._history(models, accuracy)).encode()
+        page = render(report, open_alerts, distributions, timelines,
+                      self._history(models, accuracy, report["at"])).encode()
         folder = self._report_folder(report["run_id"])
         self.backends.blobs.create(folder + "report.json", body, "application/json")
         self.backends.blobs.create(folder + "report.html", page, "text/html")

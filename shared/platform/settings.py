@@ -84,6 +84,8 @@ class Thresholds:
     psi_alert: float = 0.2
     ks_pvalue: float = 0.05
     ks_effect: float = 0.1        # minimum KS statistic that counts as drift
+    out_of_range_share: float = 0.3  # share of values outside the training range (+-10 % of its span)
+    stuck_share: float = 0.6      # share of consecutive values repeating the previous one
 
     def __post_init__(self) -> None:
         _non_negative(self, *(f for f in asdict(self)))
@@ -310,7 +312,7 @@ VARIABLES: tuple[Variable, ...] = (
                        "long (at once if its severity rises)."),
     Variable("ALERT_WEBHOOK_URL", "", "Optional Slack-compatible webhook for new and resolved "
              "alerts (a secret: never logged).", str, True),
-    Variable("MONITOR_AUTO_RETRAIN", "false", "When true, a new high drift or accuracy alert "
+    Variable("MONITOR_AUTO_RETRAIN", "false", "When true, a new high accuracy alert (mape_increase) "
              "publishes a retrain request (off by default: see docs/monitor.md).", _boolean,
              format=_text_of_bool),
     Variable("COST_MODEL", "{}", "JSON object overriding the cost estimate's prices and sizes: "

@@ -82,6 +82,9 @@ def version_record(base: Mapping[str, Any], fit: TargetFit, results: list[gates.
             "artifact_format": FORMAT_VERSION,
             "artifact": files[MODEL_FILE], "sha256": content_hash(model_bytes),
             "reference_artifact": files[REFERENCE_FILE], "reference_sha256": content_hash(reference_bytes),
+            # Quantiles of the training rows: the monitor's range checks read them here.
+            "reference": {"quantile_levels": fit.reference["quantile_levels"],
+                          "columns": fit.reference["columns"]},
             "metadata_artifact": files[METADATA_FILE], "size_bytes": len(model_bytes)}
 
 

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from werkzeug.wrappers import Request, Response
 
 from shared.collect.service import Collector
@@ -22,7 +23,7 @@ from shared.platform.settings import PROJECT_ROOT
 from shared.predict import prediction_log
 from tests.support.bus import post_push, pump_until, received_on, subscribe, unsubscribe
 from tests.support.data_server import DataSource
-from tests.support.functions import function_app, push_data_ready, retrain_client
+from tests.support.functions import function_app, push_data_ready, retrain_client, served_function
 from tests.support.servers import ThreadedServer
 from tests.support.wait import wait_until
 
@@ -50,15 +51,20 @@ def observations(rows: pd.DataFrame, **changes) -> list[dict]:
     return out
 
 
-def unshifted_requests(n: int = 400) -> list[dict]:
-    """Random timestamps of the training weeks, with their real weather: the reference distribution."""
+def training_requests(n: int = 400) -> list[dict]:
+    """Random timestamps of the training weeks, with their real weather."""
     training = YEAR[(YEAR.timestamp >= "2017-01-01") & (YEAR.timestamp < "2017-01-29")]
     return observations(training.sample(n, random_state=1))
 
 
-def last_day_requests() -> list[dict]:
-    """The last stored day, predicted with history: what the accuracy join uses."""
-    return observations(YEAR[(YEAR.timestamp >= "2017-02-04") & (YEAR.timestamp < "2017-02-05")])
+def day_rows(day: str) -> pd.DataFrame:
+    start = pd.Timestamp(day)
+    return YEAR[(YEAR.timestamp >= start) & (YEAR.timestamp < start + pd.Timedelta(days=1))]
+
+
+# Monitor judges requests logged up to 2 flush periods + 1 s before it runs.
+MONITOR_ENV = {"PREDICTION_LOG_FLUSH_SECONDS": "0.1"}
+SETTLE_SECONDS = 1.3
 
 
 def predict_then_flush(settings, monkeypatch, instances: list[dict], **env) -> list[int]:
@@ -67,14 +73,28 @@ def predict_then_flush(settings, monkeypatch, instances: list[dict], **env) -> l
     codes = [client.post("/predict", json={"instances": instances[i:i + 200]}).status_code
              for i in range(0, len(instances), 200)]
     prediction_log.close_all()
+    logged = time.time()
+    wait_until(lambda: time.time() > logged + SETTLE_SECONDS, timeout=30, what="the log to settle")
     return codes
 
 
 def run_monitor(settings, monkeypatch, body=None, **env) -> dict:
-    app = function_app("monitor", settings, monkeypatch, **env)
+    app = function_app("monitor", settings, monkeypatch, **{**MONITOR_ENV, **env})
     response = app.test_client().post("/", json=body or {})
     assert response.status_code == 200, response.get_json()
     return response.get_json()
+
+
+def collect_next_day(settings, backends) -> dict:
+    """The replay source's next day: the actuals of what was just served."""
+    collector = Collector(settings, backends, SPEC, {"replay": ReplaySource(SourceConfig("replay", "replay"), SPEC)})
+    batch = collector.collect_source("replay", timedelta(days=1), None)
+    assert batch["status"] == "accepted", batch
+    return batch
+
+
+def opened_alerts(summary: dict) -> dict[str, str]:
+    return {e["alert_id"]: e["severity"] for e in summary["events"] if e["event"] in ("opened", "escalated")}
 
 
 class Webhook:
@@ -97,108 +117,121 @@ class Webhook:
         self.server.stop()
 
 
-def test_unshifted_data_raises_no_alert(trained, settings, backends, monkeypatch):
-    assert set(predict_then_flush(settings, monkeypatch, unshifted_requests())) == {200}
-    # A 35-day window: the requests' timestamps fall in the data window, so accuracy is judged too.
-    summary = run_monitor(settings, monkeypatch, {"window": "P35D"})
-    assert summary["firing"] == 0 and summary["events"] == []
-    report = json.loads(backends.blobs.read(summary["report"]["json"]))
-    assert report["operations"]["requests"] == 2 and report["operations"]["errors"] == 0
+def test_real_weather_is_quiet_and_predictions_meet_their_actuals(trained, settings, backends, monkeypatch):
+    # The day after the stored data, with its real weather, predicted before its actuals exist.
+    served = observations(day_rows("2017-02-05"))
+    assert set(predict_then_flush(settings, monkeypatch, served)) == {200}
+    before = run_monitor(settings, monkeypatch)
+    assert before["firing"] == 0 and before["events"] == [] and before["status"] == "green"
+    report = json.loads(backends.blobs.read(before["report"]["json"]))
+    judged = {(r["source"], r["check"]) for r in report["inputs"] if r["n"]}
+    # Range and stuck judge the requests at once; skew waits for the actuals.
+    assert {check for source, check in judged if source == "requests"} == {"range", "stuck"}
+    assert report["accuracy"] == [] and report["judged"]["requests"] == 1
+
+    collect_next_day(settings, backends)
+    after = run_monitor(settings, monkeypatch)
+    report = json.loads(backends.blobs.read(after["report"]["json"]))
+    # No input check fires on real weather. (One day's MAPE may exceed the holdout week's by
+    # more than 2 points, so accuracy is not asserted quiet here: see docs/monitor.md.)
+    firing = [c["key"] for c in report["conditions"] if c["firing"]]
+    assert all(key.startswith("mape_increase:") for key in firing), firing
+    skew = [r for r in report["inputs"] if r["check"] == "skew"]
+    assert {r["feature"] for r in skew} == set(SPEC.feature_names) and {r["n"] for r in skew} == {144}
+    assert report["judged"]["requests"] == 0 and report["judged"]["pairs"] == 144
     production = [a for a in report["accuracy"] if a["production"]]
     assert {a["target"] for a in production} == set(SPEC.target_names)
-    assert [a["rows"] for a in production] == [400] * 3, production
-    assert all(a["mape"] - a["holdout_mape"] < 2.0 for a in production)  # no MAPE increase
-    inputs = [d for d in report["drift"] if d["source"] == "inputs"]
-    assert {d["feature"] for d in inputs} == set(SPEC.feature_names)
-    collected = [d for d in report["drift"] if d["source"] == "collected"]
-    # Nothing collected after the model's dataset: every column judged "nothing new".
-    assert {d["feature"] for d in collected} == set(SPEC.feature_names) | set(SPEC.target_names)
-    assert all(d["recent_n"] == 0 for d in collected)
-    assert all(d["level"] == "none" for d in report["drift"])
+    assert [a["rows"] for a in production] == [144] * 3, production
+    assert all(0 < a["mape"] < 10 and a["holdout_mape"] for a in production), production
+    # Nothing new since: nothing is judged twice, and the report shows the last measurement.
+    again = run_monitor(settings, monkeypatch)
+    report = json.loads(backends.blobs.read(again["report"]["json"]))
+    assert report["judged"] == {**report["judged"], "requests": 0, "pairs": 0}
+    assert {a["measured_at"] for a in report["accuracy"]} == {json.loads(
+        backends.blobs.read(after["report"]["json"]))["at"]}
 
 
-@pytest.mark.parametrize("scenario,changes,expected", [
-    ("temperature shift", {"Temperature": "+8"}, {"drift:inputs:Temperature": "high"}),
-    ("missing features", {"GeneralDiffuseFlows": 0.0, "DiffuseFlows": 0.0},
-     {"drift:inputs:GeneralDiffuseFlows": "high", "drift:inputs:DiffuseFlows": "high"}),
-    ("seasonal drift", "july", {"drift_share:inputs": "high", "drift:inputs:Temperature": "high"}),
-])
-def test_each_scenario_raises_its_alert_and_severity(trained, settings, backends, monkeypatch, receiver,
-                                                     scenario, changes, expected):
+FAULTS = {  # name: (change to the served day, alerts expected on the first run)
+    "Temperature +5 degC": (lambda o: {**o, "Temperature": o["Temperature"] + 5},
+                            {"skew:requests:Temperature": "high"}),
+    "Temperature stuck": (lambda o: {**o, "Temperature": 11.5},
+                          {"stuck:requests:Temperature": "high", "skew:requests:Temperature": "high"}),
+    "irradiance at 0": (lambda o: {**o, "GeneralDiffuseFlows": 0.0, "DiffuseFlows": 0.0},
+                        {"stuck:requests:GeneralDiffuseFlows": "high", "stuck:requests:DiffuseFlows": "high"}),
+    "Humidity as a fraction": (lambda o: {**o, "Humidity": o["Humidity"] / 100},
+                               {"range:requests:Humidity": "high", "skew:requests:Humidity": "high"}),
+    "WindSpeed in km/h": (lambda o: {**o, "WindSpeed": o["WindSpeed"] * 3.6}, {"skew:requests:WindSpeed": "high"}),
+}
+
+
+def test_each_fault_alerts_on_its_first_run_stays_quiet_then_resolves_when_it_stops(
+        trained, settings, backends, monkeypatch, receiver):
+    """Faults sent through predict's HTTP server, one served day each, then a real day."""
     module, url = receiver
     sub = subscribe(backends, settings, url, settings.topic_alerts)
+    day = pd.Timestamp("2017-02-05")
     try:
-        if changes == "july":
-            july = YEAR[(YEAR.timestamp >= "2017-07-09") & (YEAR.timestamp < "2017-07-29")].sample(400, random_state=1)
-            instances = [{**o, "Timestamp": t} for o, t in zip(
-                observations(july), [r["Timestamp"] for r in unshifted_requests()], strict=True)]
-        elif "Temperature" in changes:
-            instances = [{**o, "Temperature": o["Temperature"] + 8} for o in unshifted_requests()]
-        else:
-            instances = [{**o, **changes} for o in unshifted_requests()]
-        predict_then_flush(settings, monkeypatch, instances)
-        summary = run_monitor(settings, monkeypatch)
-        opened = {e["alert_id"]: e["severity"] for e in summary["events"] if e["event"] == "opened"}
-        for key, severity in expected.items():
-            assert opened.get(key) == severity, (key, opened)
-        assert backends.documents.get(names.ALERTS, next(iter(expected)))["status"] == "open"
-        pump_until(backends.events, lambda: len(received_on(module, settings.topic_alerts)) >= len(opened))
-        published = {m["data"]["alert_id"] for m in received_on(module, settings.topic_alerts)}
-        assert published == set(opened)
+        with Webhook() as hook, served_function("predict", settings, PREDICTION_LOG_FLUSH_SECONDS="0.1") as predict_url:
+            env = {"ALERT_WEBHOOK_URL": f"{hook.server.url}/hooks/T000/B000/secret"}
+
+            def serve_and_collect(change) -> None:
+                served = [change(o) for o in observations(day_rows(str(day.date())))]
+                for i in range(0, len(served), 48):
+                    response = requests.post(f"{predict_url}/predict", json={"instances": served[i:i + 48]},
+                                             timeout=30)
+                    assert response.status_code == 200, response.text
+                logged = time.time()
+                wait_until(lambda: time.time() > logged + SETTLE_SECONDS + 0.2, timeout=30, what="the log")
+                collect_next_day(settings, backends)
+
+            for name, (change, expected) in FAULTS.items():
+                serve_and_collect(change)
+                first = run_monitor(settings, monkeypatch, **env)
+                opened = opened_alerts(first)
+                for key, severity in expected.items():
+                    assert opened.get(key) == severity, (name, key, opened)
+                assert first["status"] == "red"
+                assert not any(k.startswith(("range:collected", "stuck:collected")) for k in opened), opened
+                posts = len(hook.posts)
+                assert posts >= len(first["events"])
+                quiet = run_monitor(settings, monkeypatch, **env)  # nothing new, inside the cool-down
+                assert quiet["events"] == [] and len(hook.posts) == posts
+
+                day += pd.Timedelta(days=1)
+                serve_and_collect(lambda o: o)
+                cleared = run_monitor(settings, monkeypatch, **env)
+                resolved = {e["alert_id"] for e in cleared["events"] if e["event"] == "resolved"}
+                # (A day of faulty inputs may also open mape_increase: that one needs better days.)
+                assert set(expected) <= resolved, (name, opened, resolved)
+                assert not set(opened_alerts(cleared)) & set(expected)
+                assert len(hook.posts) == posts + len(cleared["events"])
+                day += pd.Timedelta(days=1)
+        texts = [p["text"] for p in hook.posts]
+        assert all(f"] {settings.project}: " in t and "vs threshold" in t and "report " in t for t in texts)
+        pump_until(backends.events, lambda: len(received_on(module, settings.topic_alerts)) >= len(texts))
+        assert len(received_on(module, settings.topic_alerts)) == len(texts)
     finally:
         unsubscribe(settings, sub)
 
 
-def test_cool_down_silences_repeats_and_a_cleared_condition_resolves(trained, settings, backends, monkeypatch):
-    with Webhook() as hook:
-        env = {"ALERT_WEBHOOK_URL": f"{hook.server.url}/hooks/T000/B000/secret"}
-        predict_then_flush(settings, monkeypatch, [{**o, "Temperature": o["Temperature"] + 8}
-                                                   for o in unshifted_requests()])
-        first = run_monitor(settings, monkeypatch, **env)
-        opened = [e for e in first["events"] if e["event"] == "opened"]
-        assert opened and len(hook.posts) == len(opened)
-        assert all("[HIGH opened]" in p["text"] or "[MEDIUM opened]" in p["text"] for p in hook.posts)
-        report = backends.blobs.location(first["report"]["html"])
-        assert all(f"] {settings.project}: " in p["text"] and f"report {report}" in p["text"]
-                   and "vs threshold" in p["text"] for p in hook.posts)
-
-        again = run_monitor(settings, monkeypatch, **env)
-        assert again["events"] == [] and len(hook.posts) == len(opened)  # inside the cool-down
-
-        shifted_logged = time.time()  # every shifted request was logged before this
-        predict_then_flush(settings, monkeypatch, unshifted_requests())
-        # A window reaching back to that instant holds only the unshifted requests (checked below).
-        client = function_app("monitor", settings, monkeypatch, **env).test_client()
-        response = client.post("/", json={"window": f"PT{time.time() - shifted_logged:.3f}S"})
-        assert response.status_code == 200, response.get_json()
-        cleared = response.get_json()
-    report = json.loads(backends.blobs.read(cleared["report"]["json"]))
-    assert report["operations"]["requests"] == 2  # the two unshifted posts, none of the shifted ones
-    resolved = [e for e in cleared["events"] if e["event"] == "resolved"]
-    assert "drift:inputs:Temperature" in {e["alert_id"] for e in resolved}
-    assert backends.documents.get(names.ALERTS, "drift:inputs:Temperature")["status"] == "resolved"
-    assert sum("RESOLVED" in p["text"] for p in hook.posts) == len(resolved)
-    # One post per event of the first and the last run, none from the run inside the cool-down.
-    # (The last run may open others: its short window extrapolates to a high daily cost.)
-    assert len(hook.posts) == len(opened) + len(cleared["events"])
-
-
 def test_an_expired_cool_down_reminds_once(trained, settings, backends, monkeypatch):
-    predict_then_flush(settings, monkeypatch, [{**o, "Temperature": o["Temperature"] + 8}
-                                               for o in unshifted_requests()])
+    fraction = [{**o, "Humidity": o["Humidity"] / 100} for o in observations(day_rows("2017-02-05"))]
+    predict_then_flush(settings, monkeypatch, fraction)
     run_monitor(settings, monkeypatch, ALERT_COOLDOWN="PT1S")
-    notified_at = backends.documents.get(names.ALERTS, "drift:inputs:Temperature")["notified_at"]
+    notified_at = backends.documents.get(names.ALERTS, "range:requests:Humidity")["notified_at"]
     wait_until(lambda: time.time() > notified_at + 1.0, timeout=30, what="the one-second cool-down to pass")
+    predict_then_flush(settings, monkeypatch, fraction)  # the fault goes on
     reminded = run_monitor(settings, monkeypatch, ALERT_COOLDOWN="PT1S")
-    assert "drift:inputs:Temperature" in {e["alert_id"] for e in reminded["events"] if e["event"] == "reminder"}
-    assert backends.documents.get(names.ALERTS, "drift:inputs:Temperature")["notifications"] == 2
+    assert "range:requests:Humidity" in {e["alert_id"] for e in reminded["events"] if e["event"] == "reminder"}
+    assert backends.documents.get(names.ALERTS, "range:requests:Humidity")["notifications"] == 2
 
 
 def test_a_failing_webhook_never_fails_the_run(trained, settings, backends, monkeypatch, capsys):
     with Webhook() as hook:
         hook.status = 500
         secret_url = f"{hook.server.url}/hooks/never-log-this-token"
-        predict_then_flush(settings, monkeypatch, [{**o, "DiffuseFlows": 0.0} for o in unshifted_requests()])
+        predict_then_flush(settings, monkeypatch, [{**o, "DiffuseFlows": 0.0}
+                                                   for o in observations(day_rows("2017-02-05"))])
         summary = run_monitor(settings, monkeypatch, ALERT_WEBHOOK_URL=secret_url)
     report = json.loads(backends.blobs.read(summary["report"]["json"]))
     assert summary["events"]
@@ -213,12 +246,11 @@ def test_a_failing_webhook_never_fails_the_run(trained, settings, backends, monk
     assert "never-log-this-token" not in out.out + out.err
 
 
-def test_accuracy_against_reality_alerts_when_actuals_surge(trained, settings, backends, monkeypatch):
-    day = YEAR[(YEAR.timestamp >= "2017-02-05") & (YEAR.timestamp < "2017-02-06")]
-    predict_then_flush(settings, monkeypatch, observations(day))  # predicted before the actuals exist
+def collect_surge(settings, monkeypatch, day: pd.DataFrame, factor: float) -> None:
+    """The day's actuals, every zone's consumption times ``factor``, from an http source."""
     surge = day.copy()
     for target in SPEC.target_names:
-        surge[target] = surge[target] * 1.3
+        surge[target] = surge[target] * factor
     raw = surge.rename(columns={"timestamp": "DateTime"})
     raw["DateTime"] = raw["DateTime"].dt.strftime(SPEC.timestamp_format)
     with DataSource() as source:
@@ -226,22 +258,28 @@ def test_accuracy_against_reality_alerts_when_actuals_surge(trained, settings, b
         sources = f'[{{"name": "feed", "type": "http", "url": "{source.url}", "retries": 0}}]'
         collect = function_app("collect_data", settings, monkeypatch, COLLECT_SOURCES=sources)
         assert collect.test_client().post("/", json={}).get_json()["status"] == "accepted"
+
+
+def test_accuracy_against_reality_alerts_when_actuals_surge(trained, settings, backends, monkeypatch):
+    day = day_rows("2017-02-05")
+    predict_then_flush(settings, monkeypatch, observations(day))  # predicted before the actuals exist
+    collect_surge(settings, monkeypatch, day, 1.3)
     summary = run_monitor(settings, monkeypatch)
-    opened = {e["alert_id"]: e["severity"] for e in summary["events"] if e["event"] == "opened"}
+    opened = opened_alerts(summary)
     for target in SPEC.target_names:
         assert opened.get(f"mape_increase:{target}") == "high"
     alert = backends.documents.get(names.ALERTS, "mape_increase:zone1")
     assert alert["model_version"] and alert["value"] > 0.03 and alert["threshold"] == 0.02
-    assert opened.get("drift:collected:zone1") in ("medium", "high")  # the surge is drift in the target too
+    assert not any(k.startswith(("skew:", "stuck:", "range:requests")) for k in opened), opened
 
 
 def test_operations_rules_error_rate_latency_and_cost(trained, settings, backends, monkeypatch):
     backends.documents.delete(names.PRODUCTION, "zone3")
     codes = predict_then_flush(settings, monkeypatch, [{**o, "Timestamp": o["Timestamp"]}
-                                                       for o in unshifted_requests(40)])
+                                                       for o in training_requests(40)])
     app = function_app("predict", settings, monkeypatch)
     client = app.test_client()
-    codes += [client.post("/predict", json={**unshifted_requests(1)[0], "targets": ["zone3"]}).status_code
+    codes += [client.post("/predict", json={**training_requests(1)[0], "targets": ["zone3"]}).status_code
               for _ in range(5)]
     prediction_log.close_all()
     assert codes.count(503) == 5
@@ -256,45 +294,66 @@ def test_closed_loop_publishes_a_retrain_request_when_enabled(trained, settings,
     module, url = receiver
     sub = subscribe(backends, settings, url, settings.topic_data_ready)
     try:
-        predict_then_flush(settings, monkeypatch, [{**o, "DiffuseFlows": 0.0} for o in unshifted_requests()])
-        off = run_monitor(settings, monkeypatch)
-        assert off["retrain_request"] is None
-        backends.documents.delete(names.ALERTS, "drift:inputs:DiffuseFlows")
-        on = run_monitor(settings, monkeypatch, MONITOR_AUTO_RETRAIN="true")
-        assert on["retrain_request"]
+        day = day_rows("2017-02-05")
+        predict_then_flush(settings, monkeypatch, observations(day))
+        collect_surge(settings, monkeypatch, day, 1.3)
+        on = run_monitor(settings, monkeypatch, {"window": "P1D"}, MONITOR_AUTO_RETRAIN="true")
+        assert "mape_increase:zone1" in opened_alerts(on) and on["retrain_request"]
         pump_until(backends.events, lambda: any(m["data"].get("cause") == "monitor"
                                                 for m in received_on(module, settings.topic_data_ready)))
         request = next(m for m in received_on(module, settings.topic_data_ready) if m["data"].get("cause") == "monitor")
-        assert request["data"]["batch_id"] == trained["batch_id"]
+        assert request["data"]["alert_id"].startswith("mape_increase:")
+        for target in SPEC.target_names:
+            backends.documents.delete(names.ALERTS, f"mape_increase:{target}")
+        # The same evidence judged again (an explicit window) with the loop off: no request.
+        off = run_monitor(settings, monkeypatch, {"window": "P1D"})
+        assert "mape_increase:zone1" in opened_alerts(off) and off["retrain_request"] is None
+        # An input fault is not something a retrain cures: no request even when enabled.
+        predict_then_flush(settings, monkeypatch, [{**o, "DiffuseFlows": 0.0} for o in observations(day)])
+        fault = run_monitor(settings, monkeypatch, MONITOR_AUTO_RETRAIN="true")
+        assert "stuck:requests:DiffuseFlows" in opened_alerts(fault) and fault["retrain_request"] is None
     finally:
         unsubscribe(settings, sub)
 
 
-class _Figures(HTMLParser):
+class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.figures: list[str] = []
-        self.svgs = 0
-        self.open_figure = None
+        self.figures: dict[str, int] = {}
+        self.status: str | None = None
+        self._figure: str | None = None
 
     def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
         if tag == "figure":
-            self.figures.append(dict(attrs)["id"])
-        if tag == "svg":
-            self.svgs += 1
+            self._figure = attrs["id"]
+            self.figures[self._figure] = 0
+        if tag == "svg" and self._figure:
+            self.figures[self._figure] += 1
+        if attrs.get("id") == "status":
+            self.status = attrs.get("data-status") or attrs.get("class")
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
 
 
-def test_the_html_report_embeds_every_plot_and_latest_points_at_it(trained, settings, backends, monkeypatch):
-    predict_then_flush(settings, monkeypatch, unshifted_requests(200) + last_day_requests())
+def test_the_html_report_shows_status_and_every_plot_and_latest_points_at_it(trained, settings, backends,
+                                                                              monkeypatch):
+    predict_then_flush(settings, monkeypatch, [{**o, "DiffuseFlows": 0.0}
+                                               for o in observations(day_rows("2017-02-05"))])
+    collect_next_day(settings, backends)
     summary = run_monitor(settings, monkeypatch)
     page = backends.blobs.read(summary["report"]["html"]).decode()
-    parser = _Figures()
+    parser = _Page()
     parser.feed(page)
+    assert summary["status"] == "red" and "red" in (parser.status or "")
     expected = ({f"plot-distribution-{f}" for f in SPEC.feature_names}
-                | {f"plot-accuracy-{t}" for t in SPEC.target_names}
-                | {f"plot-history-{t}" for t in SPEC.target_names})
-    assert set(parser.figures) == expected and parser.svgs == len(expected)
-    assert "<polyline" in page and "<rect" in page
+                | {f"plot-timeline-{t}" for t in SPEC.target_names}
+                | {f"plot-accuracy-{t}" for t in SPEC.target_names})
+    assert expected <= set(parser.figures), parser.figures
+    assert all(parser.figures[f] == 1 for f in expected), parser.figures
+    assert "stuck:requests:DiffuseFlows" in page and "degC" in page
     assert backends.blobs.read("reports/latest.html").decode() == page
     assert json.loads(backends.blobs.read("reports/latest.json"))["run_id"] == summary["run_id"]
 
@@ -323,26 +382,39 @@ def test_drift_scenarios_command_prints_each_scenarios_alerts(tmp_path, monkeypa
     assert main(["--json", "--output", str(output)]) == 0
     rows = {r["scenario"]: r["alerts"] for r in json.loads(capsys.readouterr().out)}
     assert rows["unshifted"] == "none"
-    assert "drift:inputs:Temperature HIGH" in rows["temperature_shift"]
-    assert "drift:inputs:GeneralDiffuseFlows HIGH" in rows["missing_features"]
-    assert "drift_share:inputs HIGH" in rows["seasonal_drift"]
+    assert "skew:requests:Temperature HIGH (30/30 days)" in rows["temperature_shift"]
+    assert "stuck:requests:GeneralDiffuseFlows HIGH" in rows["missing_features"]
+    assert "drift_share:requests HIGH" in rows["seasonal_drift"]
     report = json.loads(output.read_text())
     assert set(report["scenarios"]) == {"unshifted", "temperature_shift", "seasonal_drift", "missing_features"}
     assert np.isfinite(report["scenarios"]["seasonal_drift"]["accuracy"]["zone3"]["rmse_change_pct"])
 
 
-def test_collected_data_drift_opens_for_unseen_data_and_clears_once_a_model_has_seen_it(
+def test_a_stuck_column_in_collected_data_alerts_and_clears_with_the_next_good_batch(
         trained, settings, backends, monkeypatch):
-    collector = Collector(settings, backends, SPEC, {"replay": ReplaySource(SourceConfig("replay", "replay"), SPEC)})
-    week = collector.collect_source("replay", timedelta(days=7), None)  # not trained on yet
-    before = run_monitor(settings, monkeypatch, {"window": "P7D"})
-    opened = {e["alert_id"] for e in before["events"] if e["event"] == "opened"}
-    weather = {a for a in opened if a.split(":")[-1] in SPEC.feature_names and a.startswith("drift:collected:")}
-    assert weather, opened  # February's weather against the January reference
+    stuck = day_rows("2017-02-05").copy()
+    stuck["Humidity"] = 71.3
+    raw = stuck.rename(columns={"timestamp": "DateTime"})
+    raw["DateTime"] = raw["DateTime"].dt.strftime(SPEC.timestamp_format)
+    with DataSource() as source:
+        source.body = raw.to_csv(index=False).encode()
+        sources = f'[{{"name": "feed", "type": "http", "url": "{source.url}", "retries": 0}}]'
+        collect = function_app("collect_data", settings, monkeypatch, COLLECT_SOURCES=sources)
+        assert collect.test_client().post("/", json={}).get_json()["status"] == "accepted"
+    before = run_monitor(settings, monkeypatch)
+    assert opened_alerts(before).get("stuck:collected:Humidity") == "high", before
+    nothing_new = run_monitor(settings, monkeypatch)
+    report = json.loads(backends.blobs.read(nothing_new["report"]["json"]))
+    assert {r["n"] for r in report["inputs"] if r["source"] == "collected"} == {0}  # "no new data"
+    assert backends.documents.get(names.ALERTS, "stuck:collected:Humidity")["status"] == "open"
+    collect_next_day(settings, backends)
+    after = run_monitor(settings, monkeypatch)
+    assert "stuck:collected:Humidity" in {e["alert_id"] for e in after["events"] if e["event"] == "resolved"}
 
-    summary = push_data_ready(retrain_client(settings, monkeypatch), settings, backends, week["batch_id"], "m-week")
-    assert "promoted" in {t["decision"] for t in summary["targets"]}
-    after = run_monitor(settings, monkeypatch, {"window": "P7D"})
-    resolved = {e["alert_id"] for e in after["events"] if e["event"] == "resolved"}
-    assert weather <= resolved
-    assert all(backends.documents.get(names.ALERTS, a)["status"] == "resolved" for a in weather)
+
+def test_an_alert_of_a_retired_check_resolves(trained, settings, backends, monkeypatch):
+    backends.documents.set(names.ALERTS, "drift:inputs:Temperature", {
+        "metric": "drift", "subject": "inputs:Temperature", "status": "open", "severity": "high",
+        "value": 1.3, "threshold": 0.2, "opened_at": "2026-01-01T00:00:00Z", "notified_at": 0, "notifications": 1})
+    summary = run_monitor(settings, monkeypatch)
+    assert {"event": "resolved", "alert_id": "drift:inputs:Temperature", "severity": "high"} in summary["events"]

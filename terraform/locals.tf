@@ -51,6 +51,12 @@ locals {
     retrain = {
       TRAINING_PARAMS     = "{}"
       CLAIM_LEASE_SECONDS = "120"
+      # The push subscription's own retry policy, so that retrain's start-up check
+      # (the retries outlast twice the claim lease) judges what Pub/Sub really does.
+      EVENT_MAX_DELIVERY_ATTEMPTS = tostring(var.event_max_delivery_attempts)
+      EVENT_MIN_BACKOFF_SECONDS   = tostring(var.event_retry_backoff.min)
+      EVENT_MAX_BACKOFF_SECONDS   = tostring(var.event_retry_backoff.max)
+      EVENT_ACK_DEADLINE_SECONDS  = tostring(local.push_subscriptions["retrain-data-ready"].ack_deadline)
     }
     predict = {
       MODEL_REFRESH_SECONDS        = "10"

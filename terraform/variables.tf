@@ -168,9 +168,9 @@ variable "monitor_auto_retrain" {
 }
 
 variable "event_max_delivery_attempts" {
-  description = "Push deliveries of one message before it goes to the dead-letter topic."
+  description = "Push deliveries of one message before it goes to the dead-letter topic. With event_retry_backoff the retries must span twice retrain's claim lease (120 s), or retrain refuses to start (docs/retrain.md): the defaults wait 10+20+40+80+160+320+600+600+600 = 2430 s."
   type        = number
-  default     = 5
+  default     = 10
   validation {
     condition     = var.event_max_delivery_attempts >= 5 && var.event_max_delivery_attempts <= 100
     error_message = "Pub/Sub allows 5 to 100 delivery attempts."
@@ -178,7 +178,7 @@ variable "event_max_delivery_attempts" {
 }
 
 variable "event_retry_backoff" {
-  description = "Retry backoff of push subscriptions, in seconds: first delay (min) and ceiling (max), each 0-600."
+  description = "Retry backoff of push subscriptions, in seconds: first delay (min, doubling on each retry) and ceiling (max), each above 0 and at most 600. Passed to retrain too, which checks them against its claim lease at start-up."
   type = object({
     min = number
     max = number
@@ -186,9 +186,9 @@ variable "event_retry_backoff" {
   default = { min = 10, max = 600 }
   validation {
     condition = alltrue([
-      for v in values(var.event_retry_backoff) : v >= 0 && v <= 600
+      for v in values(var.event_retry_backoff) : v > 0 && v <= 600
     ]) && var.event_retry_backoff.min <= var.event_retry_backoff.max
-    error_message = "event_retry_backoff.min and .max must be between 0 and 600 seconds, min no larger than max."
+    error_message = "event_retry_backoff.min and .max must be above 0 and at most 600 seconds, min no larger than max (a zero backoff never outlasts retrain's claim lease)."
   }
 }
 

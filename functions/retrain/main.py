@@ -2,7 +2,8 @@
 
 CloudEvent (Pub/Sub push). Returning acknowledges the message; raising makes
 Pub/Sub redeliver it (with backoff, then dead-letter). Duplicates and
-permanently failing events return normally. See docs/retrain.md.
+permanently failing events return normally; a duplicate that meets a live claim
+is answered 409, a redelivery request without an error traceback. See docs/retrain.md.
 """
 
 from typing import Any
@@ -11,6 +12,7 @@ import functions_framework
 
 from shared.core.dataset_spec import load_spec
 from shared.platform import runtime
+from shared.platform.claims import nack_if_claimed
 from shared.platform.log import bind_trace
 from shared.retrain.service import Retrainer
 
@@ -22,4 +24,5 @@ retrainer = Retrainer(settings, backends, load_spec(settings.dataset_spec))
 def retrain(cloud_event: Any) -> None:
     """Handle one data-ready delivery; raising asks Pub/Sub for a redelivery."""
     bind_trace({"traceparent": cloud_event.get("traceparent") or ""})
-    retrainer.handle(cloud_event)
+    with nack_if_claimed():
+        retrainer.handle(cloud_event)

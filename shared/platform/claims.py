@@ -6,20 +6,70 @@ and returns without work. A claim left ``running`` by a crashed instance
 expires after its lease, and the redelivery that Pub/Sub makes (the crashed run
 never acknowledged) takes it over. A retryable failure releases the claim
 before raising, so the redelivery runs again.
+
+A duplicate that meets a live claim raises ``LiveClaim``; ``nack_if_claimed``
+turns it into a ``409 Conflict`` answer (a nack: Pub/Sub redelivers) logged in one
+INFO line, not the 500 and ERROR traceback of an unexpected exception.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from shared.platform import names
+from shared.platform.errors import Conflict
+from shared.platform.log import get_logger
 from shared.platform.ports import AlreadyExists, DocumentStore
 
 RUNNING, DONE, FAILED, RELEASED = "running", "done", "failed", "released"
+# The answer to a delivery that meets a live claim. Pub/Sub push acknowledges only
+# 102, 200, 201, 202 and 204 and redelivers on anything else, so any error status
+# asks for a redelivery. Not a 5xx: those are our faults (the function's 5xx alert,
+# functions-framework's ERROR traceback). Not 429: Cloud Run answers 429 itself when
+# no instance is free (retrain runs at most two), and the two must stay apart in the
+# request metrics. 409 says what happened: the event is held by another delivery.
+BUSY_STATUS = 409
+
+log = get_logger("claims")
+
+
+class LiveClaim(Conflict):
+    """Another delivery holds a live claim on the event: this one must be redelivered later.
+
+    Acknowledging would lose the event if that run has crashed; the redelivery finds
+    the work done, or the lease run out and the claim free to take over.
+    """
+
+    def __init__(self, event_id: str, record: Mapping[str, Any], now: float) -> None:
+        self.event_id = event_id
+        self.attempts = int(record.get("attempts", 1))
+        self.lease_left = max(0.0, float(record.get("expires_at", 0)) - now)
+        super().__init__(f"event {event_id} is being processed by another delivery (attempt "
+                         f"{self.attempts}, its lease runs {self.lease_left:.0f} s more)")
+
+
+@contextlib.contextmanager
+def nack_if_claimed() -> Iterator[None]:
+    """Answer ``BUSY_STATUS`` when the block raises ``LiveClaim``: one INFO line, no traceback.
+
+    For CloudEvent entry points. functions-framework answers any exception with a
+    500 that Flask logs with its traceback at ERROR; a werkzeug ``HTTPException`` is
+    rendered by Flask as its own status and not logged. Every other exception passes.
+    """
+    try:
+        yield
+    except LiveClaim as exc:
+        from werkzeug.exceptions import default_exceptions
+
+        log.info("event held by a live claim: redelivery requested", fields={
+            "event_id": exc.event_id, "attempt": exc.attempts, "status": BUSY_STATUS,
+            "lease_left_seconds": round(exc.lease_left, 1)})
+        raise default_exceptions[BUSY_STATUS](description=exc.message) from None
 
 
 @dataclass(frozen=True)

@@ -69,16 +69,30 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Pub/Sub's subscription retry and dead-letter settings."""
+    """Pub/Sub's subscription retry and dead-letter settings (defaults: the settings' defaults).
 
-    max_attempts: int = 5
-    min_backoff: float = 1.0
-    max_backoff: float = 60.0
+    The retry delay doubles from ``min_backoff`` up to ``max_backoff``. Pub/Sub documents
+    its backoff as exponential between the two but not its factor; the embedded bus
+    waits exactly this schedule, and the settings check that it outlasts a claim's
+    lease (docs/retrain.md, "At-least-once safety").
+    """
+
+    max_attempts: int = 10
+    min_backoff: float = 10.0
+    max_backoff: float = 600.0
     ack_deadline: float = 600.0
 
     def backoff(self, attempts: int) -> float:
         """Delay before the next try after ``attempts`` failed ones."""
         return min(self.max_backoff, self.min_backoff * 2 ** max(0, attempts - 1))
+
+    def schedule(self) -> list[float]:
+        """The delays before each redelivery that follows a failed first delivery."""
+        return [self.backoff(n) for n in range(1, self.max_attempts)]
+
+    def reach(self) -> float:
+        """Seconds from a failed first delivery to the last redelivery (the schedule's sum)."""
+        return sum(self.schedule())
 
 
 @dataclass(frozen=True)

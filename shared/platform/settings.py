@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.platform.errors import ConfigError
+from shared.platform.ports import RetryPolicy
 from shared.platform.structs import FrozenJson, from_json_object
 from shared.platform.timefmt import format_duration, parse_duration
 
@@ -31,9 +32,12 @@ SOURCE_TYPES = ("replay", "http")
 # The record formats shared.core.frames parses (a unit test keeps the two equal;
 # the platform layer may not import core).
 SOURCE_FORMATS = ("csv", "json")
+# The retry schedule must span this many claim leases (Settings.check_redelivery_outlasts_lease).
+REDELIVERY_MARGIN = 2.0
 
-__all__ = ["BACKENDS", "LOG_LEVELS", "PROJECT_ROOT", "SOURCE_FORMATS", "SOURCE_TYPES", "VARIABLES",
-           "ConfigError", "CostModel", "Settings", "SourceConfig", "Thresholds", "Variable", "attribute_name"]
+__all__ = ["BACKENDS", "LOG_LEVELS", "PROJECT_ROOT", "REDELIVERY_MARGIN", "SOURCE_FORMATS", "SOURCE_TYPES",
+           "VARIABLES", "ConfigError", "CostModel", "Settings", "SourceConfig", "Thresholds", "Variable",
+           "attribute_name"]
 
 
 # -- typed values of the JSON variables ---------------------------------------------
@@ -56,6 +60,7 @@ class SourceConfig:
     read_timeout: float = 10.0
     retries: int = 3
     backoff_factor: float = 0.5
+    max_bytes: int = 32 * 1024 * 1024  # largest response body read; a larger one is a failure
 
     def __post_init__(self) -> None:
         if self.type not in SOURCE_TYPES:
@@ -68,7 +73,7 @@ class SourceConfig:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError("name must be letters, digits, - or _")
         _non_negative(self, "min_interval_seconds", "cache_ttl_seconds", "retries", "backoff_factor")
-        _positive(self, "connect_timeout", "read_timeout")
+        _positive(self, "connect_timeout", "read_timeout", "max_bytes")
 
 
 @dataclass(frozen=True)
@@ -260,11 +265,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TOPIC_ALERTS", "alerts", "Topic for alerts and rejected batches.", _topic_id),
     Variable("DEAD_LETTER_SUFFIX", "-dead-letter", "Dead-letter topic of a topic T is T plus this "
              "suffix; its pull subscription adds `-pull`."),
-    Variable("EVENT_MAX_DELIVERY_ATTEMPTS", "5", "Deliveries of one message to one subscriber "
-             "before it is parked as a dead letter (Pub/Sub allows 5 to 100).", _positive_int),
-    Variable("EVENT_MIN_BACKOFF_SECONDS", "1", "First retry delay of a failed delivery; doubles "
-             "on each retry.", _positive_float),
-    Variable("EVENT_MAX_BACKOFF_SECONDS", "60", "Ceiling of the retry delay.", _positive_float),
+    Variable("EVENT_MAX_DELIVERY_ATTEMPTS", "10", "Deliveries of one message to one subscriber "
+             "before it is parked as a dead letter (Pub/Sub allows 5 to 100). With the backoffs, "
+             "the retries must span twice `CLAIM_LEASE_SECONDS`, or every function refuses to start "
+             "(docs/retrain.md).", _positive_int),
+    Variable("EVENT_MIN_BACKOFF_SECONDS", "10", "First retry delay of a failed delivery; doubles "
+             "on each retry (10, 20, 40... s: the nine retries span 2430 s).", _positive_float),
+    Variable("EVENT_MAX_BACKOFF_SECONDS", "600", "Ceiling of the retry delay (Pub/Sub allows up to "
+             "600).", _positive_float),
     Variable("EVENT_ACK_DEADLINE_SECONDS", "600", "How long one push delivery may take before it "
              "counts as failed.", _positive_float),
     Variable("COLLECT_SOURCES", '[{"name": "replay", "type": "replay"}]', "JSON list of sources "
@@ -278,7 +286,9 @@ VARIABLES: tuple[Variable, ...] = (
              "(e.g. `{\"max_iter\": 100}`).", _training_params, format=_text_of_mapping),
     Variable("CLAIM_LEASE_SECONDS", "120", "How long a running retrain's claim on an event "
              "lasts before a redelivery may take it over (a retrain is idempotent, so a lease "
-             "shorter than the function timeout risks only repeated work).", _positive_float),
+             "shorter than the function timeout risks only repeated work; the retry schedule must "
+             "reach twice past it, so a crashed retrain is redelivered before it is dead-lettered).",
+             _positive_float),
     Variable("CODE_VERSION", "dev", "Code version recorded in model metadata and part of model "
              "version ids; `deploy.sh` sets it to the bundle's content hash."),
     Variable("MODEL_REFRESH_SECONDS", "10", "Predict checks the production pointers (and "
@@ -387,7 +397,39 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.event_max_backoff_seconds < settings.event_min_backoff_seconds:
             raise ConfigError("EVENT_MAX_BACKOFF_SECONDS must not be below EVENT_MIN_BACKOFF_SECONDS")
+        settings.check_redelivery_outlasts_lease()
         return settings
+
+    def check_redelivery_outlasts_lease(self) -> None:
+        """ConfigError unless a crashed retrain is redelivered after its claim has expired.
+
+        A delivery that dies mid-retrain (SIGKILL, lost instance) leaves its claim
+        ``running`` for ``CLAIM_LEASE_SECONDS``; until then every redelivery is refused
+        (409) and spends one of the ``EVENT_MAX_DELIVERY_ATTEMPTS``. The redeliveries come
+        after delays that double from ``EVENT_MIN_BACKOFF_SECONDS`` up to
+        ``EVENT_MAX_BACKOFF_SECONDS`` (``RetryPolicy.schedule``), counted from the failed
+        push, which ends after the claim was taken: a killed instance fails it at once
+        (the case checked), a hung one at the ack deadline, which only moves every
+        redelivery later. Pub/Sub does not document its factor and calls its backoff
+        best effort, so the schedule must reach ``REDELIVERY_MARGIN`` times the lease,
+        not just past it.
+        """
+        policy = RetryPolicy(self.event_max_delivery_attempts, self.event_min_backoff_seconds,
+                             self.event_max_backoff_seconds, self.event_ack_deadline_seconds)
+        needed = REDELIVERY_MARGIN * self.claim_lease_seconds
+        if policy.reach() >= needed:
+            return
+        delays = [f"{d:g}" for d in policy.schedule()]
+        terms = " + ".join(delays if len(delays) <= 6 else [*delays[:4], "...", delays[-1]])
+        span = f"{terms} = {policy.reach():g} s" if delays else "0 s (no redelivery)"
+        raise ConfigError(
+            f"EVENT_MAX_DELIVERY_ATTEMPTS={self.event_max_delivery_attempts}, "
+            f"EVENT_MIN_BACKOFF_SECONDS={self.event_min_backoff_seconds:g} and "
+            f"EVENT_MAX_BACKOFF_SECONDS={self.event_max_backoff_seconds:g} redeliver an event for "
+            f"{span} after its first delivery fails, less than "
+            f"{REDELIVERY_MARGIN:g} x CLAIM_LEASE_SECONDS={self.claim_lease_seconds:g} = {needed:g} s: "
+            "a retrain that crashes would be dead-lettered while its claim still blocks the "
+            "redeliveries. Raise the attempts or the backoffs, or shorten the lease (docs/retrain.md).")
 
     def to_environ(self) -> dict[str, str]:
         """The environment that reproduces these settings (in a fresh process or module)."""

@@ -28,6 +28,7 @@ locals {
   storage_grants = {
     collect_data = {
       "roles/storage.objectCreator" = ["raw/", "quarantine/"]
+      "roles/storage.objectViewer"  = ["raw/"] # plausibility reads the accepted history
       "roles/storage.objectUser"    = ["cache/"]
     }
     retrain = {

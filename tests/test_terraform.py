@@ -246,6 +246,7 @@ def published_topics(function: str) -> set[str]:
 # The least-privilege table: what each function's code does with each store.
 EXPECTED_STORAGE = {
     "collect_data": {"roles/storage.objectCreator": ["raw/", "quarantine/"],
+                     "roles/storage.objectViewer": ["raw/"],
                      "roles/storage.objectUser": ["cache/"]},
     "retrain": {"roles/storage.objectViewer": ["raw/", "processed/", "models/"],
                 "roles/storage.objectCreator": ["processed/", "models/"]},

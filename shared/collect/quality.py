@@ -14,14 +14,17 @@ threshold; only its clean rows are stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
+from shared.core.dataset_spec import TIMESTAMP, DatasetSpec, HeaderMatch
 from shared.platform.timefmt import parse_iso_local
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# Name prefix of the checks against the accepted history (shared/collect/plausibility.py).
+PLAUSIBILITY = "plausibility"
 
 
 @dataclass(frozen=True)
@@ -58,17 +61,44 @@ class QualityReport:
     overlap_rows: int = 0
     new_rows: int = 0
     reasons: list[str] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+
+    @property
+    def implausible(self) -> bool:
+        """Whether a plausibility check (against the accepted history) failed."""
+        return any(c.name.startswith(PLAUSIBILITY) and not c.passed for c in self.checks)
+
+    def judged(self, plausibility: list[Check]) -> QualityReport:
+        """This report with the plausibility checks added; any failure refuses the batch."""
+        failed = [c for c in plausibility if not c.passed]
+        return replace(self, checks=[*self.checks, *plausibility],
+                       accepted=self.accepted and not failed,
+                       reasons=[*self.reasons, *(f"{c.name}: {c.detail}" for c in failed)])
 
     @property
     def nothing_new(self) -> bool:
         return self.new_rows == 0 and all(c.name != "schema" or c.passed for c in self.checks)
 
 
-def _schema_failure(missing: list[str], total: int) -> QualityReport:
-    check = Check("schema", len(missing), len(missing) or 1,
-                  f"missing required columns: {', '.join(missing)}")
-    return QualityReport(checks=[check], score=0.0, accepted=False, new_rows=total,
-                         reasons=[f"schema: {check.detail}"])
+def _schema_check(match: HeaderMatch, required: list[str]) -> Check:
+    """Every required column present exactly once; names the offending headers."""
+    missing = [c for c in required if c not in match.mapping.values() and c not in match.ambiguous]
+    problems = []
+    if match.ambiguous:
+        problems.append("ambiguous columns: " + "; ".join(
+            f"{' and '.join(repr(h) for h in headers)} all read as {canonical}"
+            for canonical, headers in match.ambiguous.items()))
+    if missing:
+        problems.append(f"missing required columns: {', '.join(missing)}")
+    failed = len(missing) + len(match.ambiguous)
+    return Check("schema", failed, len(required),
+                 "; ".join(problems) or "all required columns present")
+
+
+def _unknown_check(match: HeaderMatch) -> Check:
+    detail = (f"columns not in the spec, left out: {', '.join(repr(h) for h in match.unknown)}"
+              if match.unknown else "no columns beyond the spec")
+    return Check("unknown_columns", len(match.unknown), len(match.unknown) or 1, detail)
 
 
 def _parse_timestamps(values: pd.Series, spec: DatasetSpec) -> pd.Series:
@@ -92,12 +122,13 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec, last_stored: pd.Timestamp | N
     import numpy as np
     import pandas as pd
 
-    frame = raw.rename(columns=spec.rename_map(raw.columns))
     required = [TIMESTAMP, *spec.feature_names, *spec.target_names]
-    missing_cols = [c for c in required if c not in frame.columns]
-    if missing_cols:
-        return _schema_failure(missing_cols, len(frame))
-    frame = frame[required].reset_index(drop=True)
+    match = spec.match_headers(raw.columns)
+    schema, unknown = _schema_check(match, required), _unknown_check(match)
+    if not schema.passed:
+        return QualityReport(checks=[schema, unknown], score=0.0, accepted=False, new_rows=len(raw),
+                             reasons=[f"schema: {schema.detail}"], unknown_columns=list(match.unknown))
+    frame = raw[list(match.mapping)].rename(columns=match.mapping)[required].reset_index(drop=True)
 
     ts = _parse_timestamps(frame[TIMESTAMP], spec)
     overlap = (ts <= last_stored) if last_stored is not None else pd.Series(False, index=frame.index)
@@ -105,9 +136,10 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec, last_stored: pd.Timestamp | N
     fresh = ~overlap
     n_new = int(fresh.sum())
     if n_new == 0:
-        return QualityReport(checks=[Check("overlap", 0, len(frame),
-                                           f"{int(overlap.sum())} rows already stored")],
-                             score=1.0, accepted=False, overlap_rows=int(overlap.sum()))
+        return QualityReport(checks=[schema, unknown, Check("overlap", 0, len(frame),
+                                                            f"{int(overlap.sum())} rows already stored")],
+                             score=1.0, accepted=False, overlap_rows=int(overlap.sum()),
+                             unknown_columns=list(match.unknown))
 
     bad_ts = ts.isna() & fresh
     step = pd.Timedelta(spec.interval)
@@ -141,7 +173,8 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec, last_stored: pd.Timestamp | N
         return ", ".join(f"{c}: {n}" for c, n in counts.items())
 
     checks = [
-        Check("schema", 0, len(required), "all required columns present"),
+        schema,
+        unknown,
         Check("timestamps", int(bad_ts.sum()), n_new, "unparseable timestamps"),
         Check("interval", int(off_grid.sum()), n_new, f"not on the {step} grid"),
         Check("order", int(out_of_order.sum()), n_new, "not strictly increasing"),
@@ -164,4 +197,4 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec, last_stored: pd.Timestamp | N
     return QualityReport(checks=checks, score=round(score, 6), accepted=accepted,
                          clean=typed[clean].sort_values(TIMESTAMP).reset_index(drop=True),
                          dropped=frame[fresh & ~clean], overlap_rows=int(overlap.sum()),
-                         new_rows=n_new, reasons=reasons)
+                         new_rows=n_new, reasons=reasons, unknown_columns=list(match.unknown))

@@ -1,4 +1,10 @@
-"""One collection run: fetch a window, validate it, store it once, announce it.
+"""One collection run: fetch a window, validate it, judge it against history, store it once, announce it.
+
+A batch is accepted only when its rows pass validation (``quality.py``) and its
+days are plausible against the accepted history (``plausibility.py``); anything
+else is quarantined with its reasons. What a failing source sent is quarantined
+too, and its last good response is cached only once a batch from it passed.
+Every collection, whatever its outcome, leaves a record in ``collections``.
 
 Every step is keyed by the batch id, which derives from the batch's content, so
 a retried or concurrent run converges instead of duplicating:
@@ -19,24 +25,28 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.collect.plausibility import PlausibilityConfig, judge
 from shared.collect.quality import Check, QualityReport, validate
-from shared.collect.sources import Source, SourceUnavailable
+from shared.collect.sources import Fetched, Source, SourceFailure, SourceUnavailable
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
 from shared.core.frames import ISO_FORMAT, ParseError, content_hash, parse_records, to_canonical_csv
+from shared.core.recent_actuals import RecentActuals
 from shared.platform import names
 from shared.platform.backends import Backends
 from shared.platform.log import get_logger
 from shared.platform.ports import AlreadyExists, where
 from shared.platform.settings import Settings
-from shared.platform.timefmt import iso_utc, utc_day
+from shared.platform.timefmt import iso_utc, utc_day, utc_stamp
 
 log = get_logger("collect")
 FAILED = "failed"
+NOTHING_NEW = "nothing_new"
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,8 @@ class Collector:
             current = txn.get(names.CURSORS, self.spec.name)
             if current and current["last_timestamp"] >= end:
                 return
-            txn.set(names.CURSORS, self.spec.name,
-                    {"last_timestamp": end, "batch_id": batch_id, "updated_at": iso_utc()})
+            txn.set(names.CURSORS, self.spec.name, {**(current or {}), "last_timestamp": end,
+                                                    "batch_id": batch_id, "updated_at": iso_utc()})
 
         self.backends.documents.transaction(move)
 
@@ -87,14 +97,16 @@ class Collector:
 
     def _announce(self, record: Mapping[str, Any]) -> str:
         batch_id = record["batch_id"]
-        if record["status"] == "accepted":
+        if record["status"] == names.BATCH_ACCEPTED:
             topic = self.settings.topic_data_ready
             payload = {k: record[k] for k in ("batch_id", "dataset", "source", "rows", "start",
                                               "end", "quality_score", "object")}
         else:
             topic = self.settings.topic_alerts
+            # Believable bad data is the dangerous kind: an implausible batch is high too.
             shortfall = record["quality_score"] < self.settings.quality_threshold / 1.5
-            payload = {"kind": "batch_rejected", "severity": "high" if shortfall else "medium",
+            serious = shortfall or record.get("implausible")
+            payload = {"kind": "batch_rejected", "severity": "high" if serious else "medium",
                        "metric": "quality_score", "value": record["quality_score"],
                        "threshold": self.settings.quality_threshold,
                        **{k: record[k] for k in ("batch_id", "dataset", "source", "reasons", "object")}}
@@ -150,7 +162,7 @@ class Collector:
             dropped = report.dropped.to_csv(index=False).encode()
             self._create(f"{self._partition(names.QUARANTINE, source, start[:10])}{batch_id}-dropped.csv",
                          dropped, "text/csv")
-        record = self._record({**base, "batch_id": batch_id, "status": "accepted",
+        record = self._record({**base, "batch_id": batch_id, "status": names.BATCH_ACCEPTED,
                                "rows": len(clean), "start": start, "end": end,
                                "object": obj, "sha256": content_hash(body)})
         self._advance_cursor(end, batch_id)
@@ -166,13 +178,16 @@ class Collector:
         self._create(f"{folder}{batch_id}.reasons.json",
                      json.dumps({"reasons": base["reasons"], "checks": base["checks"]}, indent=1).encode(),
                      "application/json")
-        return self._record({**base, "batch_id": batch_id, "status": "rejected", "object": obj,
+        return self._record({**base, "batch_id": batch_id, "status": names.BATCH_REJECTED, "object": obj,
                              "sha256": digest})
 
     # -- one source -----------------------------------------------------------------
 
     def collect_source(self, name: str, window: timedelta, start: datetime | None) -> dict[str, Any]:
-        """Collect one window from one source; the result is the response body for it."""
+        """Collect one window from one source; the result is the response body for it.
+
+        Whatever the outcome, it is kept as a record in ``collections`` with its reasons.
+        """
         source = self.sources[name]
         last = self.last_stored()
         begin = start or (last + self.spec.interval if last is not None else None)
@@ -180,7 +195,21 @@ class Collector:
             fetched = source.fetch(begin, window)
         except SourceUnavailable as exc:
             log.error("source unavailable", fields={"source": name, "error": str(exc)})
-            return {"status": FAILED, "source": name, "error": str(exc)}
+            result = {"status": FAILED, "dataset": self.spec.name, "source": name, "error": str(exc),
+                      "fallback_used": False, "collected_at": iso_utc(),
+                      **self._source_failure(name, exc.failure)}
+            return self._finish(result)
+        result = self._collect_fetched(name, source, fetched, window, last)
+        if fetched.failure is not None:
+            result.update(self._source_failure(name, fetched.failure))
+            if result["status"] == NOTHING_NEW:
+                # The cached copy held nothing new: the collection failed, whatever the cache says.
+                result = {**result, "status": FAILED,
+                          "error": f"{fetched.failure.reason}; the cached copy holds nothing new"}
+        return self._finish(result)
+
+    def _collect_fetched(self, name: str, source: Source, fetched: Fetched, window: timedelta,
+                         last: Any) -> dict[str, Any]:
         try:
             report = validate(parse_records(fetched.raw, fetched.format), self.spec, last,
                               self.settings.quality_threshold)
@@ -188,25 +217,128 @@ class Collector:
             check = Check("parse", 1, 1, str(exc))
             report = QualityReport(checks=[check], score=0.0, accepted=False, new_rows=1,
                                    reasons=[f"parse: {exc}"])
+        if report.accepted:
+            report = report.judged(self._plausibility(report.clean))
         base = {"dataset": self.spec.name, "source": name, "quality_score": report.score,
                 "checks": [c.as_dict() for c in report.checks], "reasons": report.reasons,
+                "unknown_columns": report.unknown_columns, "implausible": report.implausible,
                 "duplicates_dropped": report.overlap_rows, "fallback_used": fetched.fallback_used,
                 "fallback_reason": fetched.fallback_reason, "from_cache": fetched.from_cache,
                 "collected_at": iso_utc(), "announced": False,
                 "window": {"start": _iso(fetched.start) if fetched.start is not None else None,
                            "end": _iso(fetched.start + window) if fetched.start is not None else None}}
+        self._note_schema(name, report.unknown_columns, report.checks)
         if report.nothing_new:
-            return {**base, "status": "nothing_new", "rows": 0}
+            if not fetched.from_cache:
+                source.remember(fetched)
+            return {**base, "status": NOTHING_NEW, "rows": 0}
         if report.accepted:
             base["rows_dropped"] = len(report.dropped) if report.dropped is not None else 0
             record = self._store_accepted(name, report, base)
+            if not fetched.from_cache:
+                source.remember(fetched)
         else:
             record = self._store_rejected(name, fetched.raw, fetched.format, base)
         if not record.get("announced"):
             record = {**record, "message_id": self._announce(record), "announced": True}
-        log.info("batch collected", fields={k: record.get(k) for k in (
-            "batch_id", "status", "rows", "start", "end", "quality_score", "fallback_used")})
         return record
+
+    def _plausibility(self, clean: Any) -> list[Check]:
+        """The batch's days against the accepted history before them (shared/collect/plausibility.py)."""
+        import pandas as pd
+
+        config = PlausibilityConfig.from_spec(self.spec)
+        if not config.enabled:
+            return []
+        snapshot = RecentActuals(self.backends, self.spec, timedelta(days=config.history_days)).refresh()
+        history = pd.DataFrame({TIMESTAMP: snapshot.timestamps.astype("datetime64[ns]"),
+                                **snapshot.columns})
+        first = clean[TIMESTAMP].min()
+        history = history[(history[TIMESTAMP] < first)
+                          & (history[TIMESTAMP] >= first - timedelta(days=config.history_days))]
+        return judge(history.reset_index(drop=True), clean, self.spec)
+
+    def _note_schema(self, name: str, unknown: list[str], checks: list[Check]) -> None:
+        """Keep the source's unknown columns; announce a change (the source changed its schema)."""
+        if not any(c.name == "schema" for c in checks):
+            return  # nothing was read (a parse failure)
+
+        def swap(txn: Any) -> list[str]:
+            state = txn.get(names.SOURCE_STATE, name) or {}
+            before = list(state.get("unknown_columns") or [])
+            if before != unknown:
+                txn.set(names.SOURCE_STATE, name, {**state, "unknown_columns": unknown})
+            return before
+
+        before = self.backends.documents.transaction(swap)
+        if unknown and before != unknown:
+            self.backends.events.publish(self.settings.topic_alerts, {
+                "kind": "schema_changed", "severity": "medium", "dataset": self.spec.name,
+                "source": name, "unknown_columns": unknown, "previous_unknown_columns": before,
+                "detail": "the source sends columns the dataset spec does not know; they are left out"},
+                {"dataset": self.spec.name, "kind": "schema_changed"})
+            log.warning("source schema changed", fields={"source": name, "unknown_columns": unknown})
+
+    def _source_failure(self, name: str, failure: SourceFailure | None) -> dict[str, Any]:
+        """Keep what a failing source sent in quarantine; the result's account of the failure."""
+        if failure is None:
+            return {}
+        account: dict[str, Any] = {"reason": failure.reason,
+                                   "consecutive_failures": failure.consecutive}
+        if failure.body:
+            digest = content_hash(failure.body)
+            folder = self._partition(names.QUARANTINE, name, utc_day(self.clock()))
+            obj = f"{folder}{name}-failed-{digest[:16]}.body"
+            self._create(obj, failure.body, "application/octet-stream")
+            account["quarantine_object"] = obj
+        log.warning("source failed", fields={"source": name, **account})
+        return {"source_failure": account}
+
+    def _finish(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Record the outcome in ``collections`` and log it; the result as the caller sees it."""
+        record_id = f"{result['source']}-{utc_stamp(self.clock())}-{uuid.uuid4().hex[:8]}"
+        kept = {k: v for k, v in result.items() if k not in ("announced",)}
+        self.backends.documents.set(names.COLLECTIONS, record_id, {**kept, "collection_id": record_id})
+        log.info("collection finished", fields={k: result.get(k) for k in (
+            "source", "batch_id", "status", "rows", "start", "end", "quality_score", "fallback_used")})
+        return {**result, "collection_id": record_id}
+
+    # -- an operator's release of a quarantined batch -------------------------------
+
+    def release(self, batch_id: str, reason: str, actor: str) -> dict[str, Any]:
+        """Accept a batch that plausibility quarantined but an operator knows is real.
+
+        The row checks run again against the current cursor; plausibility does not.
+        """
+        record = self.backends.documents.get(names.BATCHES, batch_id)
+        if record is None or record.get("status") != names.BATCH_REJECTED:
+            raise LookupError(f"no rejected batch {batch_id!r}")
+        if record.get("released_as"):
+            raise ValueError(f"batch {batch_id} was already released as {record['released_as']}")
+        if not reason.strip():
+            raise ValueError("a release needs a reason")
+        raw = self.backends.blobs.read(record["object"])
+        fmt = "json" if record["object"].endswith(".json") else "csv"
+        report = validate(parse_records(raw, fmt), self.spec, self.last_stored(),
+                          self.settings.quality_threshold)
+        if not report.accepted:
+            raise ValueError(f"batch {batch_id} fails its row checks: {'; '.join(report.reasons)}")
+        base = {**{k: record.get(k) for k in ("dataset", "source", "window", "fallback_used",
+                                               "fallback_reason", "from_cache")},
+                "quality_score": report.score, "checks": [c.as_dict() for c in report.checks],
+                "reasons": report.reasons, "unknown_columns": report.unknown_columns,
+                "duplicates_dropped": report.overlap_rows, "collected_at": iso_utc(),
+                "announced": False, "rows_dropped": len(report.dropped) if report.dropped is not None else 0,
+                "released": {"from_batch_id": batch_id, "reason": reason, "actor": actor,
+                             "quarantine_reasons": record.get("reasons", [])}}
+        accepted = self._store_accepted(str(record["source"]), report, base)
+        if not accepted.get("announced"):
+            accepted = {**accepted, "message_id": self._announce(accepted), "announced": True}
+        self.backends.documents.set(names.BATCHES, batch_id, {
+            **record, "released_as": accepted["batch_id"], "released_by": actor})
+        log.warning("quarantined batch released", fields={"batch_id": batch_id, "reason": reason,
+                                                          "accepted_as": accepted["batch_id"]})
+        return accepted
 
     def run(self, request: CollectRequest) -> list[dict[str, Any]]:
         """Collect from every requested source: one result per source, in request order.

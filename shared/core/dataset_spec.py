@@ -44,6 +44,15 @@ class ValueColumn:
 
 
 @dataclass(frozen=True)
+class HeaderMatch:
+    """Raw headers sorted out: mapped to a canonical name, ambiguous, or unknown to the spec."""
+
+    mapping: dict[str, str]
+    ambiguous: dict[str, tuple[str, ...]]
+    unknown: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A series' columns, timestamp format, sampling interval and ranges."""
 
@@ -76,17 +85,43 @@ class DatasetSpec:
                 return col
         raise KeyError(name)
 
-    def rename_map(self, headers: Iterable[str]) -> dict[str, str]:
-        """Map each recognised raw header to its canonical name.
-
-        A header matches a spec entry by its raw column name or by its canonical
-        name, after whitespace and case folding. Unrecognised headers are left out.
-        """
+    def _aliases(self) -> dict[str, str]:
         aliases = {normalize_header(self.timestamp_column): TIMESTAMP,
                    normalize_header(TIMESTAMP): TIMESTAMP}
         for col in self.value_columns:
             aliases[normalize_header(col.column)] = col.name
             aliases[normalize_header(col.name)] = col.name
+        return aliases
+
+    def match_headers(self, headers: Iterable[str]) -> HeaderMatch:
+        """How raw headers map to canonical names, with the ambiguous and unknown ones.
+
+        A header matches a spec entry by its raw column name or by its canonical
+        name, after whitespace and case folding. Two headers that match the same
+        entry (``WindSpeed`` beside ``Wind Speed``, or a repeated header) are
+        ambiguous: neither is mapped, since nothing says which one is right.
+        """
+        aliases = self._aliases()
+        claims: dict[str, list[str]] = {}
+        unknown: list[str] = []
+        for header in headers:
+            canonical = aliases.get(normalize_header(header))
+            if canonical is None:
+                unknown.append(str(header))
+            else:
+                claims.setdefault(canonical, []).append(str(header))
+        return HeaderMatch(
+            mapping={hs[0]: c for c, hs in claims.items() if len(hs) == 1},
+            ambiguous={c: tuple(hs) for c, hs in claims.items() if len(hs) > 1},
+            unknown=tuple(unknown))
+
+    def rename_map(self, headers: Iterable[str]) -> dict[str, str]:
+        """Map each recognised raw header to its canonical name (first match wins).
+
+        For trusted files (the bundled series, stored batches); collected batches
+        go through ``match_headers``, which refuses ambiguity instead.
+        """
+        aliases = self._aliases()
         mapping: dict[str, str] = {}
         for header in headers:
             canonical = aliases.get(normalize_header(header))

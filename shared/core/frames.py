@@ -7,6 +7,7 @@ spec's canonical column names, which makes a batch's content hash stable.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -55,6 +56,11 @@ def parse_records(raw: bytes, fmt: str) -> pd.DataFrame:
         raise ParseError(f"not CSV: {exc}") from exc
     if frame.shape[1] < 2:
         raise ParseError(f"not CSV records: {frame.shape[1]} column(s)")
+    header = next(csv.reader(io.StringIO(text)), [])
+    if len(header) == frame.shape[1] and len(set(header)) < len(header):
+        # pandas renames a repeated header to "X.1"; keep what the source wrote, so
+        # validation sees the repetition instead of an unknown column.
+        frame.columns = [h.strip() for h in header]
     return frame
 
 

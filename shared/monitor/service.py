@@ -60,6 +60,11 @@ RETIRED_METRICS = ("drift",)
 # Requests logged in the last moments may not have been flushed yet: a run judges
 # requests up to now - (2 flush periods + this), the next run the rest.
 LOG_SETTLE_SECONDS = 1.0
+# A source alert is medium while collection runs on the source's cached copy and high
+# without one; this many consecutive failed calls make it high even on the cached copy
+# (the copy grows stale and the failure is no longer a blip). The count is the source's
+# ``consecutive_failures`` (shared/collect/sources.py), reset by its next good response.
+SOURCE_FAILURES_HIGH = 3
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,11 @@ class Monitor:
     # -- measurements ---------------------------------------------------------------
 
     def data_health(self, now: float) -> list[Condition]:
-        """Freshness of accepted data and the health of each collection source."""
+        """Freshness of accepted data and the health of each collection source.
+
+        A failing source is medium while collection runs on its cached copy, high with no
+        copy or after ``SOURCE_FAILURES_HIGH`` consecutive failed calls.
+        """
         conditions = []
         newest = self.backends.documents.query(where(names.BATCHES, ("status", "==", "accepted"),
                                                      order_by="end", descending=True, limit=1))
@@ -168,12 +177,17 @@ class Monitor:
         for name, state in self.backends.documents.query(where(names.SOURCE_STATE)):
             failed = float(state.get("last_failure_at") or 0)
             failing = failed > float(state.get("last_success_at") or 0)
-            severity = (MEDIUM if state.get("serving_cache") else HIGH) if failing else None
+            failures = int(state.get("consecutive_failures") or 0)
+            on_cache = bool(state.get("serving_cache"))
+            severity = ((MEDIUM if on_cache and failures < SOURCE_FAILURES_HIGH else HIGH)
+                        if failing else None)
             since = failed if failing else now
+            calls = (f" ({failures} failed call{'s' if failures > 1 else ''} since the last good answer)"
+                     if failures else "")
             conditions.append(Condition(
                 "source_health", name, round((now - since) / 3600, 3), 0.0, failing, severity,
-                detail=(f"failing: {state.get('last_failure')}; "
-                        + ("collection runs on the cached copy" if state.get("serving_cache")
+                detail=(f"failing{calls}: {state.get('last_failure')}; "
+                        + ("collection runs on the cached copy" if on_cache
                            else "no cached copy: nothing is collected")) if failing else ""))
         return conditions
 

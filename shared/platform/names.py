@@ -6,6 +6,7 @@ Terraform's Firestore indexes and IAM conditions refer to these same names;
 
 # Document collections
 BATCHES = "batches"              # one record per collected batch, accepted or rejected
+COLLECTIONS = "collections"      # one record per collection of a source, whatever its outcome
 CURSORS = "cursors"              # per-dataset collection cursor (last stored timestamp)
 SOURCE_STATE = "source_state"    # per-source last call and cached copy
 EVENT_CLAIMS = "event_claims"    # at-least-once guard: one claim per processed event id
@@ -16,6 +17,12 @@ ALERTS = "alerts"                # monitor alerts, open and resolved
 MONITOR_RUNS = "monitor_runs"    # one summary per monitor run
 DATASETS = "datasets"            # per-dataset head of the processed data
 DATASET_VERSIONS = "dataset_versions"  # every processed dataset version
+
+# Batch record statuses: rejected batches never reach retrain; an operator may retract an
+# accepted one (shared/collect/retraction.py), which retrain then leaves out of the data.
+BATCH_ACCEPTED = "accepted"
+BATCH_REJECTED = "rejected"
+BATCH_RETRACTED = "retracted"
 
 # Blob prefixes
 RAW = "raw/"

@@ -98,14 +98,11 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("kind", [*BAD, "parse"])
+@pytest.mark.parametrize("kind", BAD)
 def test_bad_data_is_rejected_with_its_reason_and_never_reaches_raw(backends, settings, listening,
                                                                     monkeypatch, kind):
     with DataSource() as source:
-        if kind == "parse":
-            source.mode = "garbage"
-        else:
-            source.body = day_csv(mutate=BAD[kind])
+        source.body = day_csv(mutate=BAD[kind])
         sources = f'[{{"name": "feed", "type": "http", "url": "{source.url}", "retries": 0}}]'
         app = function_app("collect_data", settings, monkeypatch, COLLECT_SOURCES=sources)
         code, body = collect(app)
@@ -126,7 +123,7 @@ def test_bad_data_is_rejected_with_its_reason_and_never_reaches_raw(backends, se
 
 
 @pytest.mark.parametrize("failure", ["fail", "hang", "garbage"])
-def test_a_failing_http_source_falls_back_to_its_cache_and_says_so(backends, settings, monkeypatch,
+def test_a_failing_http_source_falls_back_to_its_cache_and_fails_loudly(backends, settings, monkeypatch,
                                                                    failure):
     with DataSource(hang_seconds=1.5) as source:
         source.body = day_csv()
@@ -142,13 +139,17 @@ def test_a_failing_http_source_falls_back_to_its_cache_and_says_so(backends, set
 
         source.mode = failure
         code, second = collect(app, {"window": "P1D"})
-    assert code == 200
+    # The cached copy holds the day already stored: nothing new, so the collection failed (502,
+    # the scheduler retries), saying that it fell back and why; nothing is stored twice.
+    assert code == 502
     assert second["fallback_used"] is True and second["from_cache"] is True
-    assert {"fail": "HTTP 500", "hang": "ReadTimeout", "garbage": "unparseable"}[failure] in \
+    assert {"fail": "HTTP 500", "hang": "ReadTimeout", "garbage": "binary data"}[failure] in \
         second["fallback_reason"]
-    # The cached copy holds the day already stored: nothing new, nothing stored twice.
-    assert second["status"] == "nothing_new"
+    assert second["status"] == "failed" and "cached copy holds nothing new" in second["error"]
+    assert second["source_failure"]["consecutive_failures"] == 1
     assert len(backends.blobs.list(names.RAW)) == 1
+    record = backends.documents.get(names.COLLECTIONS, second["collection_id"])
+    assert record["status"] == "failed" and record["fallback_used"] is True
     retries = {"fail": 2, "hang": 2, "garbage": 1}[failure]
     assert len(source.requests) == 1 + retries
 

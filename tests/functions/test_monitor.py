@@ -246,18 +246,23 @@ def test_a_failing_webhook_never_fails_the_run(trained, settings, backends, monk
     assert "never-log-this-token" not in out.out + out.err
 
 
-def collect_surge(settings, monkeypatch, day: pd.DataFrame, factor: float) -> None:
-    """The day's actuals, every zone's consumption times ``factor``, from an http source."""
-    surge = day.copy()
-    for target in SPEC.target_names:
-        surge[target] = surge[target] * factor
-    raw = surge.rename(columns={"timestamp": "DateTime"})
+def collect_frame(settings, monkeypatch, frame: pd.DataFrame) -> dict:
+    """Collect ``frame`` (canonical columns) from an http source on 127.0.0.1; the collect result."""
+    raw = frame.rename(columns={"timestamp": "DateTime"})
     raw["DateTime"] = raw["DateTime"].dt.strftime(SPEC.timestamp_format)
     with DataSource() as source:
         source.body = raw.to_csv(index=False).encode()
         sources = f'[{{"name": "feed", "type": "http", "url": "{source.url}", "retries": 0}}]'
         collect = function_app("collect_data", settings, monkeypatch, COLLECT_SOURCES=sources)
-        assert collect.test_client().post("/", json={}).get_json()["status"] == "accepted"
+        return collect.test_client().post("/", json={}).get_json()
+
+
+def collect_surge(settings, monkeypatch, day: pd.DataFrame, factor: float) -> None:
+    """The day's actuals, every zone's consumption times ``factor``, from an http source."""
+    surge = day.copy()
+    for target in SPEC.target_names:
+        surge[target] = surge[target] * factor
+    assert collect_frame(settings, monkeypatch, surge)["status"] == "accepted"
 
 
 def test_accuracy_against_reality_alerts_when_actuals_surge(trained, settings, backends, monkeypatch):
@@ -390,17 +395,14 @@ def test_drift_scenarios_command_prints_each_scenarios_alerts(tmp_path, monkeypa
     assert np.isfinite(report["scenarios"]["seasonal_drift"]["accuracy"]["zone3"]["rmse_change_pct"])
 
 
-def test_a_stuck_column_in_collected_data_alerts_and_clears_with_the_next_good_batch(
+def test_a_sensor_holding_its_readings_alerts_and_clears_with_the_next_good_batch(
         trained, settings, backends, monkeypatch):
+    # A sensor that holds each reading for two hours: short enough runs for collect's
+    # plausibility check (which refuses a sensor stuck for longer), caught by the monitor.
     stuck = day_rows("2017-02-05").copy()
-    stuck["Humidity"] = 71.3
-    raw = stuck.rename(columns={"timestamp": "DateTime"})
-    raw["DateTime"] = raw["DateTime"].dt.strftime(SPEC.timestamp_format)
-    with DataSource() as source:
-        source.body = raw.to_csv(index=False).encode()
-        sources = f'[{{"name": "feed", "type": "http", "url": "{source.url}", "retries": 0}}]'
-        collect = function_app("collect_data", settings, monkeypatch, COLLECT_SOURCES=sources)
-        assert collect.test_client().post("/", json={}).get_json()["status"] == "accepted"
+    held = stuck["Humidity"].to_numpy()[::12].repeat(12)[:len(stuck)]
+    stuck["Humidity"] = held
+    assert collect_frame(settings, monkeypatch, stuck)["status"] == "accepted"
     before = run_monitor(settings, monkeypatch)
     assert opened_alerts(before).get("stuck:collected:Humidity") == "high", before
     nothing_new = run_monitor(settings, monkeypatch)

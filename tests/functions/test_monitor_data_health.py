@@ -1,12 +1,18 @@
-"""monitor watches its inputs: stale accepted data and failing collection sources open alerts and resolve."""
+"""monitor watches its inputs: stale accepted data and failing collection sources open alerts, escalate and resolve."""
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
+import pytest
+
+from shared.collect.sources import HttpSource, SourceUnavailable
 from shared.core.dataset_spec import load_spec
-from shared.monitor.service import Monitor
+from shared.monitor.service import SOURCE_FAILURES_HIGH, Monitor
 from shared.platform import names
 from shared.platform.ports import where
-from shared.platform.settings import Settings
+from shared.platform.settings import Settings, SourceConfig
 from shared.platform.timefmt import parse_utc
 from tests.functions.test_collect_data import collect, day_csv
 from tests.functions.test_monitor import run_monitor
@@ -14,6 +20,7 @@ from tests.support.data_server import DataSource
 from tests.support.functions import function_app
 
 SPEC = load_spec("tetouan_power")
+DAY = timedelta(days=1)
 
 
 def events_of(summary: dict, metric: str) -> list[tuple[str, str | None]]:
@@ -60,3 +67,53 @@ def test_a_source_on_its_cached_copy_alerts_medium_and_resolves_when_it_answers_
         source.mode = "ok"
         collect(app, {"window": "P1D"})
         assert events_of(run_monitor(settings, monkeypatch), "source_health") == [("resolved", "medium")]
+
+
+def source_health(settings, backends) -> list[tuple[bool, str | None, str]]:
+    return [(c.firing, c.severity, c.detail) for c in Monitor(settings, backends, SPEC).data_health(time.time())
+            if c.metric == "source_health"]
+
+
+def test_consecutive_failures_escalate_a_source_on_its_cached_copy_to_high(settings, backends):
+    with DataSource() as source:
+        source.body = day_csv()
+        feed = HttpSource(SourceConfig("feed", "http", url=source.url, retries=0), backends)
+        feed.remember(feed.fetch(None, DAY))
+        assert source_health(settings, backends) == [(False, None, "")]
+
+        source.mode = "fail"
+        seen = []
+        for _ in range(SOURCE_FAILURES_HIGH + 1):
+            assert feed.fetch(None, DAY).fallback_used
+            ((firing, severity, detail),) = source_health(settings, backends)
+            seen.append((firing, severity))
+        assert seen == [(True, "medium")] * (SOURCE_FAILURES_HIGH - 1) + [(True, "high")] * 2
+        assert detail.startswith(f"failing ({SOURCE_FAILURES_HIGH + 1} failed calls since the last good answer): ")
+        assert "HTTP 500" in detail and detail.endswith("collection runs on the cached copy")
+
+        source.mode = "ok"
+        feed.remember(feed.fetch(None, DAY))  # a good answer, validated
+        assert source_health(settings, backends) == [(False, None, "")]
+        source.mode = "html"
+        feed.fetch(None, DAY)  # the count starts again
+        assert [s[:2] for s in source_health(settings, backends)] == [(True, "medium")]
+
+
+def test_a_failing_source_without_a_cached_copy_is_high_at_once(settings, backends):
+    with DataSource() as source:
+        source.mode = "empty"
+        feed = HttpSource(SourceConfig("feed", "http", url=source.url, retries=0), backends)
+        with pytest.raises(SourceUnavailable):
+            feed.fetch(None, DAY)
+    ((firing, severity, detail),) = source_health(settings, backends)
+    assert (firing, severity) == (True, "high")
+    assert "1 failed call since the last good answer" in detail and "sent an empty response" in detail
+    assert detail.endswith("no cached copy: nothing is collected")
+
+
+def test_a_source_state_from_before_the_failure_count_keeps_its_severity(settings, backends):
+    backends.documents.set(names.SOURCE_STATE, "legacy", {
+        "last_failure_at": time.time() - 60, "last_success_at": time.time() - 3600,
+        "last_failure": "example.org answered HTTP 503", "serving_cache": True, "cached_at": 1.0})
+    assert source_health(settings, backends) == [
+        (True, "medium", "failing: example.org answered HTTP 503; collection runs on the cached copy")]

@@ -113,3 +113,34 @@ def test_json_records_parse_like_csv(day):
     frame = parse_records(records, "json")
     assert validate(frame, SPEC, None).clean["zone1"].tolist() == pytest.approx(
         [34055.6962, 29814.68354, 29128.10127])
+
+
+@pytest.mark.parametrize("extra,canonical", [("WindSpeed", "WindSpeed"), ("timestamp", "timestamp"),
+                                             (" ZONE 1  power consumption", "zone1")])
+def test_a_second_column_spelled_like_a_required_one_rejects_naming_both(day, extra, canonical):
+    original = next(h for h, c in SPEC.rename_map(day.columns).items() if c == canonical)
+    report = validate(day.assign(**{extra: day[original]}), SPEC, None)
+    assert not report.accepted and report.clean is None
+    schema = report.checks[0]
+    assert schema.name == "schema" and not schema.passed
+    assert repr(original) in schema.detail and repr(extra) in schema.detail
+    assert report.reasons == [f"schema: {schema.detail}"]
+
+
+def test_a_repeated_csv_header_is_ambiguous_not_renamed(day):
+    text = day.to_csv(index=False)
+    header, rest = text.split("\n", 1)
+    raw = f"{header},Temperature\n" + "".join(f"{line},1\n" for line in rest.splitlines())
+    report = validate(parse_records(raw.encode(), "csv"), SPEC, None)
+    assert not report.accepted
+    assert "'Temperature' and 'Temperature' all read as Temperature" in report.checks[0].detail
+
+
+def test_unknown_columns_are_left_out_and_reported(day):
+    report = validate(day.assign(Pressure="1013", note="x"), SPEC, None)
+    assert report.accepted and report.score == 1.0
+    assert report.unknown_columns == ["Pressure", "note"]
+    assert "Pressure" not in report.clean.columns
+    unknown = next(c for c in report.checks if c.name == "unknown_columns")
+    assert unknown.failed == 2 and "'Pressure', 'note'" in unknown.detail
+    assert report.reasons == [f"unknown_columns: 2 of 2 ({unknown.detail})"]

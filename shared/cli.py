@@ -53,17 +53,23 @@ def _cell(value: Any) -> str:
 
 
 def cmd_status(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Each target's production model, with its served holdout MAPE."""
+    """Each target's production model, with its served holdout MAPE and the data it learnt from."""
     from shared.core.dataset_spec import load_spec
     from shared.core.registry import Registry
 
-    pointers = Registry(s, b).production_pointers()
+    registry = Registry(s, b)
+    pointers = registry.production_pointers()
     rows = []
     for target in load_spec(s.dataset_spec).target_names:
         pointer = pointers.get(target) or {}
+        record = registry.get(pointer["version"]) if pointer.get("version") else None
+        dataset_version = (record or {}).get("dataset_version")
+        lineage = b.documents.get(names.DATASET_VERSIONS, dataset_version) if dataset_version else None
         rows.append({"target": target, "version": pointer.get("version"),
                      "promoted_at": pointer.get("promoted_at"), "reason": pointer.get("reason"),
-                     "mape": (pointer.get("metrics") or {}).get("mape")})
+                     "mape": (pointer.get("metrics") or {}).get("mape"),
+                     "dataset_version": dataset_version,
+                     "excludes": list((lineage or {}).get("retracted") or [])})
     return rows
 
 
@@ -99,14 +105,36 @@ def retrain_outcome(documents: DocumentStore, batch_id: str, batch: Mapping[str,
     ``state`` is one of: not_retrained (a rejected batch is never announced on
     data-ready), pending (no claim yet), running, trained, failed, error.
     """
-    if batch.get("status") != "accepted":
+    if batch.get("status") == names.BATCH_RETRACTED:
+        return _retraction_outcome(documents, batch, now)
+    if batch.get("status") != names.BATCH_ACCEPTED:
         return {"state": "not_retrained", "summary": "not retrained"}
-    claims = documents.query(where(names.EVENT_CLAIMS, ("batch_id", "==", batch_id)))
+    retraction_event = (batch.get("retraction") or {}).get("message_id")
+    claims = [c for c in documents.query(where(names.EVENT_CLAIMS, ("batch_id", "==", batch_id)))
+              if c[0] != retraction_event]
     if not claims:
         announced = "announced, not yet retrained" if batch.get("announced") else "not yet announced"
         return {"state": "pending", "summary": f"pending ({announced})"}
     event_id, claim = min(claims, key=lambda c: (_CLAIM_RANK.get(c[1].get("state", ""), 9),
                                                  -float(c[1].get("finished_at") or c[1].get("claimed_at") or 0)))
+    return _claim_outcome(event_id, claim, now)
+
+
+def _retraction_outcome(documents: DocumentStore, batch: Mapping[str, Any],
+                        now: float | None) -> dict[str, Any]:
+    """A retracted batch: why, and what the retrain without it made of the data."""
+    retraction = batch.get("retraction") or {}
+    said = f"retracted by {retraction.get('actor')} ({retraction.get('reason')})"
+    event_id = retraction.get("message_id")
+    claim = documents.get(names.EVENT_CLAIMS, event_id) if event_id else None
+    if claim is None:
+        return {"state": "retracted", "summary": f"{said}; retrain without it pending"}
+    outcome = _claim_outcome(str(event_id), claim, now)
+    return {**outcome, "state": f"retracted, {outcome['state']}",
+            "summary": f"{said}; without it {outcome['summary']}"}
+
+
+def _claim_outcome(event_id: str, claim: Mapping[str, Any], now: float | None) -> dict[str, Any]:
     state, attempts = claim.get("state"), claim.get("attempts", 1)
     base = {"event_id": event_id, "attempts": attempts}
     if state == DONE:
@@ -173,6 +201,31 @@ def cmd_history(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict
     return Registry(s, b).history(args.target, args.limit)
 
 
+def cmd_retract(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Take an accepted batch back out: retrain leaves it out, predict and monitor stop using it."""
+    from shared.collect.retraction import retract
+
+    return [retract(b, s, args.batch_id, args.reason, args.actor)]
+
+
+def cmd_release(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Accept a quarantined batch that an operator knows is real (its row checks run again)."""
+    from shared.collect.service import Collector
+    from shared.core.dataset_spec import load_spec
+
+    accepted = Collector(s, b, load_spec(s.dataset_spec), {}).release(args.batch_id, args.reason, args.actor)
+    return [{**accepted, "released_from": args.batch_id}]
+
+
+def cmd_collections(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The most recent collections of every source, newest first, whatever their outcome."""
+    found = b.documents.query(where(names.COLLECTIONS, order_by="collected_at", descending=True,
+                                    limit=args.limit))
+    return [{**doc, "why": "; ".join(doc.get("reasons") or [])
+             or (doc.get("source_failure") or {}).get("reason") or doc.get("error", "")}
+            for _, doc in found]
+
+
 def cmd_rollback(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Serve an earlier version of a target again, record why, announce it."""
     from shared.core.registry import Registry
@@ -188,7 +241,7 @@ def cmd_rollback(b: Backends, s: Settings, args: argparse.Namespace) -> list[dic
 
 
 COLUMNS = {
-    "status": ["target", "version", "promoted_at", "mape", "reason"],
+    "status": ["target", "version", "promoted_at", "mape", "dataset_version", "excludes", "reason"],
     "batches": ["batch_id", "source", "status", "start", "end", "rows", "quality_score",
                 "fallback_used", "retrain"],
     "alerts": ["alert_id", "metric", "target", "severity", "status", "value", "threshold",
@@ -199,6 +252,10 @@ COLUMNS = {
     "models": ["version", "status", "created_at", "mape", "naive_mape", "dataset_version", "reasons"],
     "history": ["at", "action", "from_version", "to_version", "actor", "reason"],
     "rollback": ["target", "version", "previous", "model_updated_message_id"],
+    "release": ["released_from", "batch_id", "status", "start", "end", "rows", "message_id"],
+    "collections": ["collected_at", "source", "status", "batch_id", "rows", "fallback_used", "why"],
+    "retract": ["batch_id", "status", "start", "end", "reason", "actor", "message_id",
+                "already_retracted"],
 }
 Command = Callable[[Backends, Settings, argparse.Namespace], list[dict[str, Any]]]
 
@@ -206,6 +263,7 @@ Command = Callable[[Backends, Settings, argparse.Namespace], list[dict[str, Any]
 EMPTY = {
     "status": "no target has a production model yet",
     "batches": "no batches collected yet",
+    "collections": "no collections yet",
     "alerts": "no alerts",
     "dead-letters": "no dead letters",
     "models": "no versions of this target",
@@ -291,6 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("version", help="an archived version of the target (see `models`)")
     rollback.add_argument("--reason", required=True, help="recorded in the promotion history")
     rollback.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    add("collections", cmd_collections).add_argument("--limit", type=int, default=20)
+    release = add("release", cmd_release)
+    release.add_argument("batch_id", help="a rejected batch (see `batches`)")
+    release.add_argument("--reason", required=True, help="why the data is real; recorded on both batches")
+    release.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    retraction = add("retract", cmd_retract)
+    retraction.add_argument("batch_id", help="an accepted batch (see `batches`)")
+    retraction.add_argument("--reason", required=True, help="recorded on the batch and in lineage")
+    retraction.add_argument("--actor", default=os.environ.get("USER", "operator"))
     return parser
 
 

@@ -3,7 +3,8 @@
 History features at time t reach back ``lag_long + window`` slots (8 days for
 Tetouan), so predict keeps only the newest accepted batches covering that span
 plus a week. It re-reads them only when the dataset cursor says newer data was
-stored. numpy and the csv module only: this runs on predict's cold-start path.
+stored, or that a batch was retracted (only accepted batches are read). numpy
+and the csv module only: this runs on predict's cold-start path.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ActualsSnapshot:
     rows: int
     timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, "datetime64[m]"))
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    revision: int = 0
 
     @property
     def last(self) -> np.datetime64 | None:
@@ -69,18 +71,20 @@ class RecentActuals:
 
     def refresh(self) -> ActualsSnapshot:
         """Reload when newer data has been stored; returns the current snapshot."""
-        cursor_doc = self.backends.documents.get(names.CURSORS, self.spec.name)
-        cursor = cursor_doc["last_timestamp"] if cursor_doc else None
-        if cursor == self.snapshot.cursor:
+        cursor_doc = self.backends.documents.get(names.CURSORS, self.spec.name) or {}
+        cursor = cursor_doc.get("last_timestamp")
+        # A retraction bumps the revision without moving the cursor.
+        revision = int(cursor_doc.get("revision") or 0)
+        if (cursor, revision) == (self.snapshot.cursor, self.snapshot.revision):
             return self.snapshot
         with self._lock:
-            if cursor != self.snapshot.cursor:
-                self.snapshot = self._load(cursor)
+            if (cursor, revision) != (self.snapshot.cursor, self.snapshot.revision):
+                self.snapshot = self._load(cursor, revision)
         return self.snapshot
 
-    def _load(self, cursor: str | None) -> ActualsSnapshot:
+    def _load(self, cursor: str | None, revision: int) -> ActualsSnapshot:
         if cursor is None:
-            return ActualsSnapshot(None, None, 0)
+            return ActualsSnapshot(None, None, 0, revision=revision)
         newest = np.datetime64(cursor, "m")
         found = self.backends.documents.query(where(
             names.BATCHES, ("status", "==", "accepted"), order_by="end", descending=True,
@@ -97,10 +101,10 @@ class RecentActuals:
             for n in column_names:
                 values[n].append(cols[n][keep])
         if not stamps:
-            return ActualsSnapshot(cursor, None, 0)
+            return ActualsSnapshot(cursor, None, 0, revision=revision)
         ts = np.concatenate(stamps)
         order = np.argsort(ts, kind="stable")
         columns = {n: np.concatenate(v)[order] for n, v in values.items()}
         actuals = Actuals(ts[order], {t: columns[t] for t in self.spec.target_names},
                           int(self.spec.interval.total_seconds() // 60))
-        return ActualsSnapshot(cursor, actuals, len(ts), ts[order], columns)
+        return ActualsSnapshot(cursor, actuals, len(ts), ts[order], columns, revision)

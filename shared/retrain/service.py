@@ -1,5 +1,9 @@
 """One retrain, from a data-ready event to model-updated.
 
+A data-ready event either announces an accepted batch, which extends the
+processed dataset, or (``retracted: true``) a batch an operator took back,
+which a new processed version leaves out; both then train the same way.
+
 claim the event -> extend the processed dataset by the batch -> train both
 variants of every target -> gate -> write artifacts and registry records ->
 promote (compare-and-swap) -> publish model-updated.
@@ -33,8 +37,8 @@ from shared.core.registry import (
 )
 from shared.platform import names
 from shared.platform.backends import Backends
-from shared.platform.claims import RUNNING, EventClaims
-from shared.platform.errors import Conflict, ForecastError
+from shared.platform.claims import RUNNING, EventClaims, LiveClaim
+from shared.platform.errors import ForecastError
 from shared.platform.log import get_logger
 from shared.platform.pubsub_push import BadEvent, decode_event
 from shared.platform.settings import Settings
@@ -49,8 +53,11 @@ class PermanentFailure(ForecastError):
     """An event that can never succeed: recorded and acknowledged, not retried."""
 
 
-class ClaimBusy(Conflict, RuntimeError):
-    """The event is claimed by a live run; raising makes Pub/Sub deliver it again later."""
+class ClaimBusy(LiveClaim, RuntimeError):
+    """The event is claimed by a live run; raising makes Pub/Sub deliver it again later.
+
+    The entry point answers it with 409 (``claims.nack_if_claimed``), not a 500.
+    """
 
 
 @dataclass
@@ -101,7 +108,7 @@ class Retrainer:
             # Another delivery holds a live claim. Acknowledging would lose the event
             # if that run has crashed: ask for a redelivery, which finds the work done
             # or takes over the claim once its lease has run out.
-            raise ClaimBusy(f"event {message.id} is being processed by another delivery")
+            raise ClaimBusy(message.id, claim.record, self.claims.clock())
         if not claim.acquired:
             log.info("duplicate delivery, no work", fields={"event_id": message.id, "state": claim.state})
             return {"status": "duplicate", "state": claim.state}
@@ -130,21 +137,26 @@ class Retrainer:
             raise PermanentFailure(f"invalid batch id {batch_id!r}") from exc
         if record is None:
             raise PermanentFailure(f"unknown batch {batch_id!r}")
-        if record.get("status") != "accepted":
-            raise PermanentFailure(f"batch {batch_id} is {record.get('status')}, not accepted")
+        expected = names.BATCH_RETRACTED if data.get("retracted") is True else names.BATCH_ACCEPTED
+        if record.get("status") != expected:
+            raise PermanentFailure(f"batch {batch_id} is {record.get('status')}, not {expected}")
         return record
 
     def retrain(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Train, gate and promote for the batch the event announces."""
         started = time.perf_counter()
         batch = self._batch(data)
-        dataset, frame = self.processed.extend(batch)
+        retracting = batch["status"] == names.BATCH_RETRACTED
+        dataset, frame = (self.processed.exclude(batch) if retracting
+                          else self.processed.extend(batch))
         prepared = prepare(frame, self.spec, self.config.holdout_days)
         outcomes = [self._target(prepared, dataset, target) for target in self.spec.target_names]
         message_id = self.registry.announce(
             [o.promotion for o in outcomes if o.promotion], cause="retrain",
-            extra={"dataset_version": dataset.version, "batch_id": batch["batch_id"]})
+            extra={"dataset_version": dataset.version, "batch_id": batch["batch_id"],
+                   **({"retracted": True} if retracting else {})})
         summary = {"status": "trained", "dataset_version": dataset.version, "rows": dataset.rows,
+                   **({"retracted_batch_id": batch["batch_id"]} if retracting else {}),
                    "targets": [o.as_dict() for o in outcomes], "model_updated_message_id": message_id,
                    "seconds": round(time.perf_counter() - started, 3)}
         log.info("retrain finished", fields=summary)

@@ -22,6 +22,8 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("EVENT_MIN_BACKOFF_SECONDS", "0.01")
     monkeypatch.setenv("EVENT_MAX_BACKOFF_SECONDS", "0.01")
+    monkeypatch.setenv("EVENT_MAX_DELIVERY_ATTEMPTS", "5")
+    monkeypatch.setenv("CLAIM_LEASE_SECONDS", "0.02")  # the 0.04 s of retries span twice the lease
     backends = connect(Settings.from_env())
     assert backends.documents is not None  # builds the documents database
     return backends
@@ -99,7 +101,7 @@ def test_the_table_shows_every_field_of_the_json_under_its_header(env, capsys):
     (zone2,) = [r.split() for r in rows if r.startswith("zone2")]
     assert dict(zip(header.split(), zone2, strict=False)) == {"target": "zone2", "version": "zone2-v7",
                                                 "promoted_at": "2026-11-01T00:00:00Z", "mape": "3.1",
-                                                "reason": "gates"}
+                                                "dataset_version": "-", "excludes": "[]", "reason": "gates"}
 
 
 # -- which store, and a missing or empty one ------------------------------------------

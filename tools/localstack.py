@@ -627,9 +627,14 @@ class LocalStack:
         return str(copy)
 
 
+def _two(value: float | None) -> str:
+    # Seasonal naive is not measurable on a holdout right after a week-long gap.
+    return "-" if value is None else f"{value:.2f}"
+
+
 def progress_line(result: TickResult) -> str:
     decisions = " ".join(
-        f"{t} {d['decision'][:4]} {d['mape']:.2f}/{d['naive_mape']:.2f}" if d.get("mape") is not None
+        f"{t} {d['decision'][:4]} {d['mape']:.2f}/{_two(d['naive_mape'])}" if d.get("mape") is not None
         else f"{t} {d['decision'][:4]}" for t, d in sorted(result.decisions.items())) or "-"
     alerts = ", ".join(f"{n} {e}" for e, n in sorted(result.alerts.items())) or "none"
     quality = f"{result.quality:.3f}" if result.quality is not None else "-"

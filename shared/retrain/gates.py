@@ -98,9 +98,16 @@ def evaluate(config: GateConfig, metrics: Mapping[str, float], naive: Mapping[st
         _bound("mape", mape, config.mape_max, True, "holdout MAPE (%)"),
         _bound("r2", metrics["r2"], config.r2_min, False, "holdout R²"),
         _bound("rmse", metrics["rmse"], config.rmse_max, True, "holdout RMSE"),
-        _bound("skill", mape, naive["mape"] * (1 - config.skill_margin), True,
-               f"must beat seasonal-naive MAPE {naive['mape']:.3f}"),
     ]
+    if naive.get("mape") is None or not math.isfinite(naive["mape"]):
+        # After a gap in the data (an outage, a retracted batch) the holdout may have no
+        # values a week back: the reference is missing, not beaten; the champion still judges.
+        results.append(GateResult("skill", SKIPPED, mape, None,
+                                  "seasonal-naive not measurable on this holdout (no values a week "
+                                  "earlier: a gap in the data)"))
+    else:
+        results.append(_bound("skill", mape, naive["mape"] * (1 - config.skill_margin), True,
+                              f"must beat seasonal-naive MAPE {naive['mape']:.3f}"))
     if champion is None:
         results.append(GateResult("champion", SKIPPED, mape, None, "no production model"))
     else:

@@ -8,6 +8,7 @@ shows and the gates judge are the ``served`` ones (the mix predict serves);
 
 from __future__ import annotations
 
+import math
 import platform
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -57,7 +58,7 @@ def artifact_metadata(base: Mapping[str, Any], fit: TargetFit, config: TrainingC
                       results: list[gates.GateResult], champion: Mapping[str, float] | None,
                       model_bytes: bytes, reference_bytes: bytes) -> dict[str, Any]:
     """The content of ``metadata.json``, written next to the model files."""
-    return {
+    return json_safe({
         **{k: base[k] for k in ("version", "created_at", "target", "dataset", "code_version", "lineage")},
         "estimator": config.estimator, "params": dict(config.params),
         "artifact_format": FORMAT_VERSION,
@@ -69,14 +70,14 @@ def artifact_metadata(base: Mapping[str, Any], fit: TargetFit, config: TrainingC
         "library_versions": library_versions(),
         "sha256": {MODEL_FILE: content_hash(model_bytes), REFERENCE_FILE: content_hash(reference_bytes)},
         "reference": fit.reference,
-    }
+    })
 
 
 def version_record(base: Mapping[str, Any], fit: TargetFit, results: list[gates.GateResult],
                    champion: Mapping[str, float] | None, files: Mapping[str, str],
                    model_bytes: bytes, reference_bytes: bytes) -> dict[str, Any]:
     """The registry's ``models/<version>`` record of a version whose files are written."""
-    return {**base, "metrics": fit.metrics, "gated_metrics": SERVED, "seasonal_naive": fit.naive,
+    return json_safe({**base, "metrics": fit.metrics, "gated_metrics": SERVED, "seasonal_naive": fit.naive,
             "champion": champion, "gates": [r.as_dict() for r in results], "holdout": holdout_summary(fit),
             "variants": list(VARIANTS), "features": {v: list(e.features) for v, e in fit.ensembles.items()},
             "artifact_format": FORMAT_VERSION,
@@ -85,7 +86,19 @@ def version_record(base: Mapping[str, Any], fit: TargetFit, results: list[gates.
             # Quantiles of the training rows: the monitor's range checks read them here.
             "reference": {"quantile_levels": fit.reference["quantile_levels"],
                           "columns": fit.reference["columns"]},
-            "metadata_artifact": files[METADATA_FILE], "size_bytes": len(model_bytes)}
+            "metadata_artifact": files[METADATA_FILE], "size_bytes": len(model_bytes)})
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as None: a metric not measured (a variant with no
+    holdout rows, say after a gap in the data) is stored as null, which JSON can hold."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def promotion_reason(fit: TargetFit, champion: Mapping[str, float] | None) -> str:

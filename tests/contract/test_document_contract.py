@@ -181,3 +181,16 @@ def test_racing_transactions_lose_no_increment(docs):
     for t in threads:
         t.join()
     assert docs.get("counters", "c") == {"n": threads_n * per_thread}
+
+
+
+def test_a_non_finite_number_is_refused_by_the_embedded_store_and_the_collection_stays_readable(tmp_path):
+    """SQLite's JSON functions cannot read NaN: one such document would break every later query.
+    (Firestore stores NaN natively, so this holds for the embedded store alone.)"""
+    from shared.platform.backends.sqlite_documents import SqliteDocumentStore
+
+    docs = SqliteDocumentStore(tmp_path / "documents.sqlite")
+    docs.set("c", "ok", {"target": "t", "mape": 1.0})
+    with pytest.raises(ValueError, match="non-finite"):
+        docs.set("c", "bad", {"target": "t", "mape": float("nan")})
+    assert [i for i, _ in docs.query(where("c", ("target", "==", "t")))] == ["ok"]

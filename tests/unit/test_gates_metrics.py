@@ -40,6 +40,15 @@ def test_no_production_model_skips_the_champion_gate():
     assert results[2].status == gates.SKIPPED  # no RMSE bound configured
 
 
+@pytest.mark.parametrize("naive", [{"mape": float("nan")}, {"mape": None}])
+def test_a_holdout_without_a_seasonal_naive_reference_skips_the_skill_gate_not_the_champion(naive):
+    results = gates.evaluate(gates.GateConfig(), GOOD, naive, {"mape": 2.5})
+    skill = next(r for r in results if r.name == "skill")
+    assert skill.status == gates.SKIPPED and "gap in the data" in skill.detail
+    assert gates.failures(results)[0].startswith("champion")  # a worse candidate still loses
+    assert gates.passed(gates.evaluate(gates.GateConfig(), GOOD, naive, {"mape": 3.0}))
+
+
 @pytest.mark.parametrize("naive,champion,failed", [
     ({"mape": 2.9}, None, "skill"),
     ({"mape": 4.0}, {"mape": 2.5}, "champion"),
@@ -113,3 +122,12 @@ def test_training_records_a_passing_parity_gate(trained):
     assert fit.parity is not None and fit.parity.name == "parity"
     assert fit.parity.status == gates.PASSED and fit.parity.value <= gates.PARITY_TOLERANCE
     assert "history" in fit.parity.detail and "no_history" in fit.parity.detail
+
+
+def test_metrics_not_measured_are_stored_as_null():
+    from shared.core.metrics import regression_metrics
+    from shared.retrain.metadata import json_safe
+
+    empty = regression_metrics(np.array([np.nan]), np.array([1.0]))
+    assert json_safe({"history": empty, "served": [1.5, float("inf")]}) == {
+        "history": {"mape": None, "rmse": None, "mae": None, "r2": None, "n": 0}, "served": [1.5, None]}

@@ -63,10 +63,10 @@ class _SqliteTransaction:
         return json.loads(row[0]) if row else None
 
     def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
-        self._writes.append(("set", collection, check_id(doc_id), json.dumps(dict(data))))
+        self._writes.append(("set", collection, check_id(doc_id), _encode(data)))
 
     def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
-        self._writes.append(("create", collection, check_id(doc_id), json.dumps(dict(data))))
+        self._writes.append(("create", collection, check_id(doc_id), _encode(data)))
 
     def commit(self) -> None:
         for kind, collection, doc_id, data in self._writes:
@@ -102,12 +102,12 @@ class SqliteDocumentStore:
 
     def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
         self._conn().execute("INSERT OR REPLACE INTO documents VALUES (?, ?, ?)",
-                             (collection, check_id(doc_id), json.dumps(dict(data))))
+                             (collection, check_id(doc_id), _encode(data)))
 
     def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
         try:
             self._conn().execute("INSERT INTO documents VALUES (?, ?, ?)",
-                                 (collection, check_id(doc_id), json.dumps(dict(data))))
+                                 (collection, check_id(doc_id), _encode(data)))
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f"{collection}/{doc_id}") from exc
 
@@ -149,3 +149,11 @@ class SqliteDocumentStore:
             params.append(int(query.limit))
         rows = self._conn().execute(" ".join(sql), params).fetchall()
         return [(doc_id, json.loads(data)) for doc_id, data in rows]
+
+
+def _encode(data: Mapping[str, Any]) -> str:
+    """A document as strict JSON: NaN would make every later query of its collection fail."""
+    try:
+        return json.dumps(dict(data), allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"document holds a non-finite number (store null for 'not measured'): {exc}") from exc

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 MAX_RACE_RETRIES = 5
 
 
+class NothingLeft(ValueError):
+    """Retracting the batch would leave no processed data to train on."""
+
+
 @dataclass(frozen=True)
 class DatasetVersion:
     """One version of the processed dataset."""
@@ -109,7 +113,7 @@ class ProcessedData:
             if head is not None and batch_id in head.batch_ids:
                 frame = frame[~frame[TIMESTAMP].isin(stamps)]
             if head is None or frame.empty:
-                raise ValueError(f"retracting {batch_id} leaves no processed data of {self.spec.name}")
+                raise NothingLeft(f"retracting {batch_id} leaves no processed data of {self.spec.name}")
             version = self._write(frame, head, tuple(b for b in head.batch_ids if b != batch_id),
                                   (*head.retracted, batch_id))
             if self._move_head(head, version, {"removed_batch": batch_id}):

@@ -43,7 +43,7 @@ from shared.platform.log import get_logger
 from shared.platform.pubsub_push import BadEvent, decode_event
 from shared.platform.settings import Settings
 from shared.retrain import gates, metadata
-from shared.retrain.processed import DatasetVersion, ProcessedData
+from shared.retrain.processed import DatasetVersion, NothingLeft, ProcessedData
 from shared.retrain.training import SERVED, Prepared, TargetFit, TrainingConfig, evaluate_champion, fit_target, prepare
 
 log = get_logger("retrain")
@@ -147,8 +147,11 @@ class Retrainer:
         started = time.perf_counter()
         batch = self._batch(data)
         retracting = batch["status"] == names.BATCH_RETRACTED
-        dataset, frame = (self.processed.exclude(batch) if retracting
-                          else self.processed.extend(batch))
+        try:
+            dataset, frame = (self.processed.exclude(batch) if retracting
+                              else self.processed.extend(batch))
+        except NothingLeft as exc:
+            raise PermanentFailure(str(exc)) from exc
         prepared = prepare(frame, self.spec, self.config.holdout_days)
         outcomes = [self._target(prepared, dataset, target) for target in self.spec.target_names]
         message_id = self.registry.announce(

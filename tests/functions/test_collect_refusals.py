@@ -247,3 +247,19 @@ def test_an_operator_releases_a_quarantined_day_the_row_checks_still_apply(setti
     capsys.readouterr()
     assert cli_main(["release", quarantined["batch_id"], "--reason", "again"]) == 1
     assert f"already released as {released['batch_id']}" in capsys.readouterr().err
+
+
+def test_retracting_the_only_batch_is_acknowledged_as_failed_and_changes_nothing(settings, backends, monkeypatch,
+                                                                                capsys):
+    collector = Collector(settings, backends, SPEC, {"replay": ReplaySource(SourceConfig("replay", "replay"), SPEC)})
+    batch = collector.collect_source("replay", timedelta(days=14), None)
+    retrain = retrain_client(settings, monkeypatch)
+    assert push_data_ready(retrain, settings, backends, batch["batch_id"], "m-only")["status"] == "trained"
+    head = backends.documents.get(names.DATASETS, SPEC.name)
+    (retraction,) = cli(capsys, "retract", batch["batch_id"], "--reason", "wrong feed")
+    data = {"batch_id": batch["batch_id"], "dataset": SPEC.name, "retracted": True, "reason": "wrong feed"}
+    response = post_push(retrain, settings, settings.topic_data_ready, data, retraction["message_id"])
+    assert response.status_code == 200  # acknowledged: no redelivery can ever succeed
+    claim = backends.documents.get(names.EVENT_CLAIMS, retraction["message_id"])
+    assert claim["state"] == "failed" and "leaves no processed data" in claim["reason"]
+    assert backends.documents.get(names.DATASETS, SPEC.name) == head

@@ -32,6 +32,7 @@ METRIC_WORDS = {
     "mape_increase": "Accuracy drop (MAPE above holdout)", "error_rate": "Server error rate (5xx)",
     "latency_spike": "Latency spike (p95)", "cost_daily": "Daily cost", "freshness": "Stale data",
     "source_health": "Collection source failing",
+    "quarantine": "Collected batch quarantined",
 }
 # How a metric's value and threshold read: fractions as %, durations and money with units.
 METRIC_FORMAT: dict[str, Callable[[float], str]] = {

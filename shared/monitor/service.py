@@ -65,6 +65,8 @@ LOG_SETTLE_SECONDS = 1.0
 # (the copy grows stale and the failure is no longer a blip). The count is the source's
 # ``consecutive_failures`` (shared/collect/sources.py), reset by its next good response.
 SOURCE_FAILURES_HIGH = 3
+# Collections read to find each source's newest (one query, no composite index).
+RECENT_COLLECTIONS = 50
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,29 @@ class Monitor:
                 detail=(f"failing{calls}: {state.get('last_failure')}; "
                         + ("collection runs on the cached copy" if on_cache
                            else "no cached copy: nothing is collected")) if failing else ""))
+        return conditions + self.quarantine()
+
+    def quarantine(self) -> list[Condition]:
+        """Per source: is its newest collection a refused (quarantined) batch? Resolves once one passes.
+
+        Collect quarantines a batch with its reasons and stops the cursor there, so a refusal
+        holds collection until the source sends better data or an operator releases it.
+        """
+        newest: dict[str, Mapping[str, Any]] = {}
+        recent = self.backends.documents.query(where(names.COLLECTIONS, order_by="collected_at",
+                                                     descending=True, limit=RECENT_COLLECTIONS))
+        for _, found in recent:
+            newest.setdefault(str(found.get("source")), found)
+        conditions = []
+        for source, record in sorted(newest.items()):
+            refused = record.get("status") == names.BATCH_REJECTED
+            severity = (HIGH if record.get("implausible") else MEDIUM) if refused else None
+            reasons = "; ".join(record.get("reasons") or [])
+            detail = (f"batch {record.get('batch_id')} quarantined ({reasons[:400]}); the cursor waits "
+                      "there. If the data is real: python -m shared.cli release <batch_id> --reason ..."
+                      ) if refused else ""
+            conditions.append(Condition("quarantine", source, float(refused), 0.0, refused, severity,
+                                        detail=detail))
         return conditions
 
     def operations(self, entries: list[dict[str, Any]], window: timedelta) -> dict[str, Any]:
@@ -314,7 +339,7 @@ class Monitor:
         """Measure, update alerts, notify, write the report; returns a summary."""
         window = request.window or self.settings.monitor_window
         now = self.clock()
-        at = iso_utc(now)
+        at = iso_utc(now, timespec="microseconds")  # runs within one second must still order
         run_id = f"{utc_stamp(now)}-{uuid.uuid4().hex[:6]}"
         models = self._production()
         lookback = self.settings.monitor_prediction_lookback

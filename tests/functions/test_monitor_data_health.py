@@ -32,13 +32,14 @@ def test_no_accepted_batch_for_longer_than_the_freshness_limit_alerts_and_new_da
     collect(function_app("collect_data", settings, monkeypatch), {"window": "P1D"})
     configured = Settings.from_env({**settings.to_environ(), "COLLECT_WINDOW": "P1D", "FRESHNESS_PERIODS": "2"})
     fresh = Monitor(configured, backends, SPEC).data_health(now=_collected_at(backends) + 3600)
-    assert [(c.key, c.firing) for c in fresh] == [("freshness:accepted_data", False)]
+    assert [(c.key, c.firing) for c in fresh] == [("freshness:accepted_data", False),
+                                                  ("quarantine:replay", False)]
     # Two and a half days later: past 2 collection windows, not yet past 1.5 times that (medium)...
     late = Monitor(configured, backends, SPEC).data_health(now=_collected_at(backends) + 2.5 * 86400)
-    assert [(c.firing, c.severity) for c in late] == [(True, "medium")]
+    assert [(c.firing, c.severity) for c in late] == [(True, "medium"), (False, None)]
     # ...and four days later high.
     stale = Monitor(configured, backends, SPEC).data_health(now=_collected_at(backends) + 4 * 86400)
-    assert [(c.firing, c.severity, round(c.value)) for c in stale] == [(True, "high", 96)]
+    assert [(c.firing, c.severity, round(c.value)) for c in stale] == [(True, "high", 96), (False, None, 0)]
 
 
 def _collected_at(backends) -> float:
@@ -117,3 +118,26 @@ def test_a_source_state_from_before_the_failure_count_keeps_its_severity(setting
         "last_failure": "example.org answered HTTP 503", "serving_cache": True, "cached_at": 1.0})
     assert source_health(settings, backends) == [
         (True, "medium", "failing: example.org answered HTTP 503; collection runs on the cached copy")]
+
+
+def test_a_quarantined_batch_alerts_until_the_source_sends_a_batch_that_passes(settings, backends, monkeypatch):
+    def zone1_at_zero(frame):
+        return frame.assign(**{"Zone 1 Power Consumption": "0"})
+
+    with DataSource() as source:
+        source.body = day_csv(0, 14 * 144)
+        sources = f'[{{"name": "feed", "type": "http", "url": "{source.url}", "retries": 0}}]'
+        app = function_app("collect_data", settings, monkeypatch, COLLECT_SOURCES=sources)
+        assert collect(app, {"window": "P14D"})[1]["status"] == "accepted"
+        assert events_of(run_monitor(settings, monkeypatch), "quarantine") == []
+        source.body = day_csv(14 * 144, 144, mutate=zone1_at_zero)
+        code, refused = collect(app, {"window": "P1D"})
+        assert code == 200 and refused["status"] == "rejected" and refused["implausible"] is True
+        opened = run_monitor(settings, monkeypatch)
+        assert events_of(opened, "quarantine") == [("opened", "high")]
+        alert = backends.documents.get(names.ALERTS, "quarantine:feed")
+        assert refused["batch_id"] in alert["detail"] and "zone1" in alert["detail"]
+        assert "shared.cli release" in alert["detail"]
+        source.body = day_csv(14 * 144, 144)
+        assert collect(app, {"window": "P1D"})[1]["status"] == "accepted"
+    assert events_of(run_monitor(settings, monkeypatch), "quarantine") == [("resolved", "high")]

@@ -219,7 +219,7 @@ def cmd_release(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict
 
 def cmd_collections(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The most recent collections of every source, newest first, whatever their outcome."""
-    found = b.documents.query(where(names.COLLECTIONS, order_by="collected_at", descending=True,
+    found = b.documents.query(where(names.COLLECTIONS, order_by="recorded_at", descending=True,
                                     limit=args.limit))
     return [{**doc, "why": "; ".join(doc.get("reasons") or [])
              or (doc.get("source_failure") or {}).get("reason") or doc.get("error", "")}

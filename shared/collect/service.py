@@ -298,7 +298,11 @@ class Collector:
         """Record the outcome in ``collections`` and log it; the result as the caller sees it."""
         record_id = f"{result['source']}-{utc_stamp(self.clock())}-{uuid.uuid4().hex[:8]}"
         kept = {k: v for k, v in result.items() if k not in ("announced",)}
-        self.backends.documents.set(names.COLLECTIONS, record_id, {**kept, "collection_id": record_id})
+        # recorded_at orders collections: collected_at has whole seconds, and two collections
+        # of one source may fall within one second.
+        self.backends.documents.set(names.COLLECTIONS, record_id, {
+            **kept, "collection_id": record_id,
+            "recorded_at": iso_utc(self.clock(), timespec="microseconds")})
         log.info("collection finished", fields={k: result.get(k) for k in (
             "source", "batch_id", "status", "rows", "start", "end", "quality_score", "fallback_used")})
         return {**result, "collection_id": record_id}

@@ -200,7 +200,7 @@ class Monitor:
         holds collection until the source sends better data or an operator releases it.
         """
         newest: dict[str, Mapping[str, Any]] = {}
-        recent = self.backends.documents.query(where(names.COLLECTIONS, order_by="collected_at",
+        recent = self.backends.documents.query(where(names.COLLECTIONS, order_by="recorded_at",
                                                      descending=True, limit=RECENT_COLLECTIONS))
         for _, found in recent:
             newest.setdefault(str(found.get("source")), found)

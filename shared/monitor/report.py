@@ -170,7 +170,8 @@ def _ago(iso: Any, now_iso: Any) -> str:
     now = _parse(now_iso) if isinstance(now_iso, str) else None
     if then is None or now is None or (then.tzinfo is None) != (now.tzinfo is None):
         return ""
-    return f"for {_span((now - then).total_seconds())}"
+    # An alert opened during this run is stamped a moment after the run's own time.
+    return f"for {_span(max(0.0, (now - then).total_seconds()))}"
 
 
 def _length(text: Any) -> str:

@@ -221,6 +221,15 @@ def test_open_alerts_list_high_first_with_value_threshold_and_since():
     assert "0.2 % 5 %" in text  # the folded conditions table: value and threshold in the metric's unit
 
 
+def test_an_alert_opened_during_the_run_is_open_under_a_minute_never_a_negative_span():
+    # The run is stamped first (with microseconds); the alert it opens a moment later.
+    opened = alert("quarantine:feed", "high", 1.0, 0.0, "2026-11-23T22:00:06+00:00", "batch quarantined")
+    page = render(realistic_report(at="2026-11-23T22:00:05.700000+00:00"), [opened], realistic_distributions(),
+                  realistic_timelines(), realistic_history())
+    text = section_text(page, "open-alerts")
+    assert "for under a minute" in text and "-1 d" not in text
+
+
 def test_input_checks_put_flagged_first_and_say_no_new_data_instead_of_numbers():
     page = realistic_page()
     text = section_text(page, "inputs")

@@ -6,6 +6,20 @@ a gate that cannot apply (no production model yet) is recorded as skipped.
 The metric gates judge the *served* holdout metrics (the history model where its
 inputs exist, the no-history model elsewhere, as predict serves), and the
 champion's served metrics on the same holdout rows: like is compared with like.
+
+Two rules stop a reference the production model fails too from keeping it serving:
+rejecting a better candidate because it misses an absolute bound or seasonal naive
+would serve the worse model.
+
+- Absolute bounds (mape, r2, rmse): a candidate outside the bound still passes when
+  the production model, measured on the same rows, is worse on that very metric.
+- Skill: a candidate that does not beat seasonal naive still passes when its MAPE is
+  strictly below the production model's on the same holdout (which then loses to
+  seasonal naive too).
+
+Without a production model, or with its metric not measured (missing, None, NaN),
+the plain rule applies. The result keeps the configured bound as its threshold, so
+a record shows the value beyond the bound, and says in its detail why it passed.
 """
 
 from __future__ import annotations
@@ -89,15 +103,40 @@ def parity_gate(errors: Mapping[str, float], rows: int, tolerance: float = PARIT
     return _bound("parity", worst, tolerance, True, detail)
 
 
+def _measured(metrics: Mapping[str, float] | None, key: str) -> float | None:
+    """``metrics[key]`` when it was measured (present and finite), else None."""
+    value = None if metrics is None else metrics.get(key)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _absolute(name: str, value: float, threshold: float | None, upper: bool, label: str,
+              production: float | None) -> GateResult:
+    """An absolute bound that never keeps a model worse than the candidate on the same rows:
+    outside the bound, the candidate passes when ``production`` (the production model's
+    metric on the same rows, None when not measured) is worse on this very metric."""
+    result = _bound(name, value, threshold, upper, label)
+    if result.status != FAILED or production is None or not math.isfinite(value):
+        return result
+    if not (value < production if upper else value > production):
+        return result
+    side = "above" if upper else "below"
+    return GateResult(name, PASSED, value, threshold,
+                      f"{label} {value:.4g} {side} the bound {threshold:g} but production "
+                      f"{production:.4g} on the same rows is worse: keeping it would serve the worse model")
+
+
 def evaluate(config: GateConfig, metrics: Mapping[str, float], naive: Mapping[str, float],
              champion: Mapping[str, float] | None) -> list[GateResult]:
     """The absolute, skill and champion/challenger gates for a candidate's served holdout
-    metrics; ``champion`` is the production model's served metrics on the same rows."""
+    metrics; ``champion`` is the production model's served metrics on the same rows.
+
+    An absolute bound or the skill gate the candidate misses still passes when the
+    production model is measured on the same rows and is worse (see the module doc)."""
     mape = metrics["mape"]
     results = [
-        _bound("mape", mape, config.mape_max, True, "holdout MAPE (%)"),
-        _bound("r2", metrics["r2"], config.r2_min, False, "holdout R²"),
-        _bound("rmse", metrics["rmse"], config.rmse_max, True, "holdout RMSE"),
+        _absolute("mape", mape, config.mape_max, True, "holdout MAPE (%)", _measured(champion, "mape")),
+        _absolute("r2", metrics["r2"], config.r2_min, False, "holdout R²", _measured(champion, "r2")),
+        _absolute("rmse", metrics["rmse"], config.rmse_max, True, "holdout RMSE", _measured(champion, "rmse")),
     ]
     if naive.get("mape") is None or not math.isfinite(naive["mape"]):
         # After a gap in the data (an outage, a retracted batch) the holdout may have no
@@ -106,8 +145,15 @@ def evaluate(config: GateConfig, metrics: Mapping[str, float], naive: Mapping[st
                                   "seasonal-naive not measurable on this holdout (no values a week "
                                   "earlier: a gap in the data)"))
     else:
-        results.append(_bound("skill", mape, naive["mape"] * (1 - config.skill_margin), True,
-                              f"must beat seasonal-naive MAPE {naive['mape']:.3f}"))
+        skill = _bound("skill", mape, naive["mape"] * (1 - config.skill_margin), True,
+                       f"must beat seasonal-naive MAPE {naive['mape']:.3f}")
+        production = _measured(champion, "mape")
+        if skill.status == FAILED and production is not None and math.isfinite(mape) and mape < production:
+            # Production loses to seasonal naive too: rejecting would keep the worse model.
+            skill = GateResult("skill", PASSED, mape, skill.threshold,
+                               f"loses to seasonal-naive MAPE {naive['mape']:.3f} but beats production "
+                               f"{production:.3f} on the same holdout (production loses to seasonal naive too)")
+        results.append(skill)
     if champion is None:
         results.append(GateResult("champion", SKIPPED, mape, None, "no production model"))
     else:

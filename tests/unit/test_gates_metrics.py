@@ -67,6 +67,90 @@ def test_absolute_bounds_and_nan_fail():
     assert not gates.passed(nan)
 
 
+def _gate(results, name):
+    return next(r for r in results if r.name == name)
+
+
+# December 2017, zone 2: seasonal naive 2.443, the serving model 2.663 and the candidate 2.630 —
+# both lose to seasonal naive; rejecting the candidate would keep the worse model.
+ZONE2 = {"mape": 2.630, "r2": 0.95, "rmse": 800.0}
+
+
+def test_a_candidate_that_loses_to_naive_but_beats_production_on_the_same_holdout_passes_skill():
+    results = gates.evaluate(gates.GateConfig(), ZONE2, {"mape": 2.443}, {"mape": 2.663})
+    skill = _gate(results, "skill")
+    assert skill.status == gates.PASSED and gates.passed(results)
+    assert skill.value == 2.630 and skill.threshold == pytest.approx(2.443)  # still the naive bound
+    assert skill.detail == ("loses to seasonal-naive MAPE 2.443 but beats production 2.663 on the same "
+                            "holdout (production loses to seasonal naive too)")
+
+
+@pytest.mark.parametrize("candidate,production", [
+    (2.663, 2.630),  # worse than both seasonal naive and production
+    (2.663, 2.663),  # a tie is not better
+])
+def test_a_candidate_that_loses_to_naive_and_does_not_beat_production_fails_skill(candidate, production):
+    results = gates.evaluate(gates.GateConfig(), {**ZONE2, "mape": candidate}, {"mape": 2.443},
+                             {"mape": production})
+    assert _gate(results, "skill").status == gates.FAILED
+    assert gates.failures(results) == [f"skill: {candidate:.4g} vs 2.443 (must beat seasonal-naive MAPE 2.443)"]
+
+
+@pytest.mark.parametrize("champion", [None, {"mape": float("nan")}])
+def test_without_a_measured_production_mape_the_skill_gate_keeps_the_naive_rule(champion):
+    results = gates.evaluate(gates.GateConfig(), ZONE2, {"mape": 2.443}, champion)
+    skill = _gate(results, "skill")
+    assert skill.status == gates.FAILED and skill.detail == "must beat seasonal-naive MAPE 2.443"
+    beaten = gates.evaluate(gates.GateConfig(), ZONE2, {"mape": 2.7}, champion)
+    assert _gate(beaten, "skill").status == gates.PASSED
+
+
+# Measured mid-November 2017, zone 3: the 8 % bound kept a production model worse than the candidate.
+ZONE3 = {"mape": 11.67, "r2": 0.85, "rmse": 1500.0}
+
+
+def test_an_absolute_bound_never_keeps_a_model_worse_than_the_candidate_on_the_same_rows():
+    results = gates.evaluate(gates.GateConfig(mape_max=8.0, r2_min=0.80), ZONE3, {"mape": 13.0},
+                             {"mape": 11.94, "r2": 0.84, "rmse": 1550.0})
+    mape = _gate(results, "mape")
+    assert mape.status == gates.PASSED and gates.passed(results)
+    assert (mape.value, mape.threshold) == (11.67, 8.0)  # the record still shows the bound exceeded
+    assert mape.detail == ("holdout MAPE (%) 11.67 above the bound 8 but production 11.94 on the same "
+                           "rows is worse: keeping it would serve the worse model")
+
+
+@pytest.mark.parametrize("champion", [{"mape": 11.5}, {"mape": 11.67}, None, {"mape": float("nan")}])
+def test_a_candidate_beyond_a_bound_and_not_better_than_a_measured_production_fails_it(champion):
+    results = gates.evaluate(gates.GateConfig(mape_max=8.0, r2_min=0.80), ZONE3, {"mape": 13.0}, champion)
+    mape = _gate(results, "mape")
+    assert mape.status == gates.FAILED and mape.detail == "holdout MAPE (%)"
+    assert "mape" in {r.name for r in results if r.status == gates.FAILED}
+
+
+@pytest.mark.parametrize("name,config,production,status", [
+    ("r2", gates.GateConfig(r2_min=0.90), {"mape": 12.0, "r2": 0.80}, gates.PASSED),  # higher R² is better
+    ("r2", gates.GateConfig(r2_min=0.90), {"mape": 12.0, "r2": 0.86}, gates.FAILED),
+    ("r2", gates.GateConfig(r2_min=0.90), {"mape": 12.0, "r2": float("nan")}, gates.FAILED),
+    ("r2", gates.GateConfig(r2_min=0.90), {"mape": 12.0, "r2": None}, gates.FAILED),
+    ("rmse", gates.GateConfig(mape_max=None, rmse_max=1000), {"mape": 12.0, "rmse": 1600.0}, gates.PASSED),
+    ("rmse", gates.GateConfig(mape_max=None, rmse_max=1000), {"mape": 12.0, "rmse": 1400.0}, gates.FAILED),
+    ("rmse", gates.GateConfig(mape_max=None, rmse_max=1000), {"mape": 12.0}, gates.FAILED),
+])
+def test_r2_and_rmse_bounds_compare_with_production_on_that_very_metric(name, config, production, status):
+    gate = _gate(gates.evaluate(config, ZONE3, {"mape": 13.0}, production), name)
+    assert gate.status == status and gate.threshold == getattr(config, f"{name}_min" if name == "r2" else
+                                                                f"{name}_max")
+    side = "below" if name == "r2" else "above"
+    assert (f"{side} the bound" in gate.detail) == (status == gates.PASSED)
+
+
+def test_a_non_finite_candidate_metric_never_passes_for_being_better():
+    broken = {"mape": float("nan"), "r2": float("nan"), "rmse": float("nan")}
+    results = gates.evaluate(gates.GateConfig(rmse_max=1000), broken, {"mape": 2.0},
+                             {"mape": 50.0, "r2": -3.0, "rmse": 9000.0})
+    assert {r.name for r in results if r.status == gates.FAILED} >= {"mape", "r2", "rmse", "skill"}
+
+
 def test_data_gate():
     assert gates.data_gate(1008, 1000, 1008, 907).status == gates.PASSED
     assert gates.data_gate(1007, 1000, 1008, 907).status == gates.FAILED
@@ -80,15 +164,6 @@ def test_unknown_gate_settings_are_refused():
                        "gates": {"defaults": {"mape_maximum": 3}}})
     with pytest.raises(ValueError, match="mape_maximum"):
         gates.gate_config(spec, "y")
-
-
-def test_one_usable_history_rule():
-    from shared.core.features import usable_history
-
-    history = np.array([[1.0, 1.0], [np.nan, 1.0], [1.0, 1.0], [1.0, np.inf], [1.0, 1.0]])
-    scale = np.array([5.0, 5.0, 0.0, 5.0, np.nan])
-    assert usable_history(history, scale).tolist() == [True, False, False, False, False]
-    assert usable_history(np.zeros((2, 0)), np.ones(2)).tolist() == [True, True]  # no_history inputs
 
 
 @pytest.fixture(scope="module")

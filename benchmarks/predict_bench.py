@@ -144,7 +144,7 @@ def core_batch_ms(bodies: dict[str, bytes], repeats: int) -> dict[str, float]:
         for _ in range(repeats):
             t0 = time.perf_counter()
             request = parse_request(body, service.spec, 10000, list(snapshot.order))
-            result = predict(snapshot, service.actuals.snapshot.actuals, service.spec, service.history,
+            result = predict(snapshot, service.actuals.snapshot.actuals, service.context,
                              request.timestamps, request.weather, request.targets, threads)
             response(request, result, {t: m.version for t, m in snapshot.models.items()}, service.spec)
             times.append((time.perf_counter() - t0) * 1000)

@@ -23,7 +23,7 @@ from shared.core.registry import ensembles_to_bytes
 from shared.platform import runtime
 from shared.retrain.processed import ProcessedData
 from shared.retrain.service import Retrainer
-from shared.retrain.training import SERVED, TrainingConfig, fit_target, prepare
+from shared.retrain.training import SERVED, TrainingConfig, fit_target, prepare, refit_on_all
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,9 +35,12 @@ def one_run(frame: pd.DataFrame, spec: DatasetSpec, config: TrainingConfig) -> d
     targets = {}
     for target in spec.target_names:
         fit = fit_target(prepared, target, config)
+        if config.refit and fit.ensembles:  # the model retrain serves after its gates pass
+            fit = refit_on_all(prepared, target, config, fit)
         targets[target] = {"metrics": fit.metrics, "seasonal_naive": fit.naive,
                            "prediction_sha256": fit.prediction_hash,
-                           "model_sha256": content_hash(ensembles_to_bytes(fit.ensembles)) if fit.ensembles else None}
+                           "model_sha256": content_hash(ensembles_to_bytes(fit.ensembles, fit.intervals))
+                           if fit.ensembles else None}
     return {"targets": targets, "seconds": round(time.perf_counter() - started, 3)}
 
 

@@ -31,7 +31,7 @@ from shared.monitor import input_checks as checks
 from shared.monitor.alert_rules import Condition, Thresholds, accuracy_condition, input_conditions
 from shared.platform import runtime
 from shared.retrain.service import Retrainer
-from shared.retrain.training import Prepared, TrainingConfig, fit_target, prepare, served_predictions
+from shared.retrain.training import Prepared, TrainingConfig, fit_target, prepare, rows, served_predictions
 
 Weather = dict[str, np.ndarray]
 TEMPERATURE_SHIFT = 5.0  # degrees
@@ -95,12 +95,12 @@ def run(raw_csv: bytes, spec: DatasetSpec, config: TrainingConfig, thresholds: T
         conditions: list[Condition] = []
         for fired in daily.values():
             conditions += [c for c in fired if c.key not in {k.key for k in conditions}]
-        patched = Prepared(spec, prepared.history, prepared.timestamps,
+        patched = Prepared(spec, prepared.context, prepared.timestamps,
                            {f: _replace(prepared.weather[f], december, weather[f]) for f in weather},
                            prepared.targets, prepared.actuals, prepared.holdout)
         accuracy = {}
         for target, fit in fits.items():
-            predicted, _ = served_predictions(fit.ensembles, patched, target, december)
+            predicted, _ = served_predictions(fit.ensembles, rows(patched, target, december))
             metrics = regression_metrics(prepared.targets[target][december], predicted)
             baseline.setdefault(target, metrics)
             base = baseline[target]

@@ -1,9 +1,10 @@
 """The recent actuals predict needs for history features, read from stored batches.
 
-History features at time t reach back ``lag_long + window`` slots (8 days for
-Tetouan), so predict keeps only the newest accepted batches covering that span
-plus a week. It re-reads them only when the dataset cursor says newer data was
-stored, or that a batch was retracted (only accepted batches are read). numpy
+History features at time t reach back 15 days for Tetouan (the day-ahead
+variant's same-slot value 14 days before the previous day), so predict keeps
+only the newest accepted batches covering that span plus a week. It re-reads
+them only when the dataset cursor says newer data was stored, or that a batch
+was retracted (only accepted batches are read). numpy
 and the csv module only: this runs on predict's cold-start path.
 """
 
@@ -18,12 +19,12 @@ from datetime import timedelta
 import numpy as np
 
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
-from shared.core.features import Actuals, HistoryConfig
+from shared.core.features import Actuals, reach_slots
 from shared.platform import names
 from shared.platform.backends import Backends
 from shared.platform.ports import where
 
-# Batches read per refresh at most (daily batches: about 16 are needed).
+# Batches read per refresh at most (daily batches: about 23 are needed).
 MAX_BATCHES = 60
 # Kept beyond the history reach by default, so requests for the last week
 # (backtests, the holdout the registry reports) get history features too.
@@ -64,7 +65,7 @@ class RecentActuals:
         self.backends = backends
         self.spec = spec
         slot_minutes = int(spec.interval.total_seconds() // 60)
-        self.reach = np.timedelta64((HistoryConfig.from_spec(spec).reach + 1) * slot_minutes
+        self.reach = np.timedelta64((reach_slots(spec) + 1) * slot_minutes
                                     + int(extra.total_seconds() // 60), "m")
         self._lock = threading.Lock()
         self.snapshot = ActualsSnapshot(None, None, 0)

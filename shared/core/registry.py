@@ -19,13 +19,14 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from shared.core.forest import FormatError, TreeEnsemble
 from shared.core.frames import content_hash
+from shared.core.intervals import IntervalTable
 from shared.platform import names
 from shared.platform.backends import Backends
 from shared.platform.errors import InvalidData
@@ -68,24 +69,50 @@ def unpack_arrays(data: bytes) -> dict[str, np.ndarray]:
         raise ArtifactError(f"not a readable array archive: {exc}") from exc
 
 
-def ensembles_to_bytes(ensembles: Mapping[str, TreeEnsemble]) -> bytes:
-    """A model artifact: each variant's arrays (with the format version) under ``<variant>/``."""
+INTERVALS_PREFIX = "interval/"
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """What ``model.npz`` holds: each member's trees and each variant's interval table."""
+
+    ensembles: dict[str, TreeEnsemble]
+    intervals: dict[str, IntervalTable] = field(default_factory=dict)
+
+
+def ensembles_to_bytes(ensembles: Mapping[str, TreeEnsemble],
+                       intervals: Mapping[str, IntervalTable] | None = None) -> bytes:
+    """A model artifact: each member's arrays (with the format version) under ``<member>/``,
+    each variant's interval table under ``interval/<variant>/``."""
     arrays: dict[str, np.ndarray] = {}
-    for variant, ensemble in ensembles.items():
-        arrays.update(ensemble.to_arrays(f"{variant}/"))
+    for member, ensemble in ensembles.items():
+        arrays.update(ensemble.to_arrays(f"{member}/"))
+    for variant, table in (intervals or {}).items():
+        arrays.update(table.to_arrays(f"{INTERVALS_PREFIX}{variant}/"))
     return pack_arrays(arrays)
 
 
-def ensembles_from_bytes(data: bytes, variants: list[str]) -> dict[str, TreeEnsemble]:
-    """The variants of a model artifact; ArtifactError when missing, unreadable or of
-    another format version (artifacts written before versioning have none)."""
+def artifact_from_bytes(data: bytes, members: list[str]) -> ModelArtifact:
+    """The members and interval tables of a model artifact; ArtifactError when a member is
+    missing, unreadable or of another format version (artifacts written before versioning
+    have none). An artifact without intervals (written before them) serves without."""
     arrays = unpack_arrays(data)
     try:
-        return {v: TreeEnsemble.from_arrays(arrays, f"{v}/") for v in variants}
+        ensembles = {m: TreeEnsemble.from_arrays(arrays, f"{m}/") for m in members}
+        variants = {k[len(INTERVALS_PREFIX):].split("/")[0] for k in arrays if k.startswith(INTERVALS_PREFIX)}
+        tables = {v: IntervalTable.from_arrays(arrays, f"{INTERVALS_PREFIX}{v}/") for v in sorted(variants)}
     except KeyError as exc:
         raise ArtifactError(f"artifact lacks {exc}") from exc
     except FormatError as exc:
         raise ArtifactError(f"unsupported artifact format: {exc}") from exc
+    except ValueError as exc:
+        raise ArtifactError(f"unreadable interval table: {exc}") from exc
+    return ModelArtifact(ensembles, {v: t for v, t in tables.items() if t is not None})
+
+
+def ensembles_from_bytes(data: bytes, members: list[str]) -> dict[str, TreeEnsemble]:
+    """The members of a model artifact (``artifact_from_bytes`` without the intervals)."""
+    return artifact_from_bytes(data, members).ensembles
 
 
 @dataclass(frozen=True)
@@ -140,10 +167,17 @@ class Registry:
             raise ArtifactError(f"{obj} does not match its recorded sha256")
         return data
 
-    def load_ensembles(self, record: Mapping[str, Any]) -> dict[str, TreeEnsemble]:
-        """The version's ensembles, verified; ArtifactError when it cannot serve."""
+    def load_model(self, record: Mapping[str, Any]) -> ModelArtifact:
+        """The version's members and interval tables, verified; ArtifactError when it cannot serve.
+
+        ``record["variants"]`` names the members the artifact holds (the name predates twins).
+        """
         data = self.read_verified(record["artifact"], record["sha256"])
-        return ensembles_from_bytes(data, list(record["variants"]))
+        return artifact_from_bytes(data, list(record["variants"]))
+
+    def load_ensembles(self, record: Mapping[str, Any]) -> dict[str, TreeEnsemble]:
+        """The version's members, verified; ArtifactError when it cannot serve."""
+        return self.load_model(record).ensembles
 
     # -- records --------------------------------------------------------------------
 

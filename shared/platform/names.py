@@ -17,6 +17,7 @@ ALERTS = "alerts"                # monitor alerts, open and resolved
 MONITOR_RUNS = "monitor_runs"    # one summary per monitor run
 DATASETS = "datasets"            # per-dataset head of the processed data
 DATASET_VERSIONS = "dataset_versions"  # every processed dataset version
+CALENDARS = "calendars"          # per-dataset special days an operator added to the spec's
 
 # Batch record statuses: rejected batches never reach retrain; an operator may retract an
 # accepted one (shared/collect/retraction.py), which retrain then leaves out of the data.

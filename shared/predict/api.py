@@ -21,6 +21,7 @@ import numpy as np
 
 from shared.core.dataset_spec import DatasetSpec
 from shared.core.features import CALENDAR_FIELDS
+from shared.core.intervals import LEVEL
 from shared.platform.errors import ForecastError, InvalidRequest, MethodNotAllowed, NotFound, Unauthorized, field_error
 from shared.platform.http import is_pubsub_push, read_json_object, status_for
 from shared.platform.timefmt import iso_utc, parse_iso_local
@@ -179,6 +180,14 @@ def _rows(keys: Sequence[str], columns: Mapping[str, Any]) -> list[dict[str, Any
     return [dict(zip(keys, row, strict=True)) for row in zip(*(columns[k] for k in keys), strict=True)]
 
 
+def _nullable(values: np.ndarray) -> list[float | None]:
+    """Rounded values with NaN (no interval for that row) as null."""
+    rounded = np.round(values, 4)
+    missing = np.isnan(rounded)
+    return rounded.tolist() if not missing.any() else [None if m else v for m, v in zip(missing, rounded.tolist(),
+                                                                                          strict=True)]
+
+
 def response(request: PredictRequest, result: Predictions, versions: Mapping[str, str],
              spec: DatasetSpec) -> dict[str, Any]:
     """The response body.
@@ -190,19 +199,25 @@ def response(request: PredictRequest, result: Predictions, versions: Mapping[str
     """
     targets = request.targets
     values = {t: np.round(result.values[t], 4).tolist() for t in targets}
-    variants = {t: np.where(result.history_used[t], "history", "no_history").tolist() for t in targets}
+    variants = {t: result.variant_names(t) for t in targets}
+    lower = {t: _nullable(result.lower[t]) for t in targets}
+    upper = {t: _nullable(result.upper[t]) for t in targets}
     calendar = {k: result.calendar[k].tolist() for k in CALENDAR_FIELDS}
     body: dict[str, Any] = {"prediction_timestamp": iso_utc(timespec="microseconds"),
-                            "model_versions": {t: versions[t] for t in targets}}
+                            "model_versions": {t: versions[t] for t in targets}, "interval_level": LEVEL}
     if request.format == "columns":
-        body.update(columns={"predictions": values, "variants": variants, "derived_features": calendar})
+        body.update(columns={"predictions": values, "intervals": {t: {"lower": lower[t], "upper": upper[t]}
+                                                                  for t in targets},
+                             "variants": variants, "derived_features": calendar})
         return body
     rows = range(len(request.timestamps))
     pred_rows = _rows(targets, values)
+    lower_rows, upper_rows = _rows(targets, lower), _rows(targets, upper)
     variant_rows = _rows(targets, variants)
     calendar_rows = _rows(CALENDAR_FIELDS, calendar)
-    items = [{"predictions": pred_rows[i], "variants": variant_rows[i], "derived_features": calendar_rows[i]}
-             for i in rows]
+    items = [{"predictions": pred_rows[i],
+              "intervals": {t: {"lower": lower_rows[i][t], "upper": upper_rows[i][t]} for t in targets},
+              "variants": variant_rows[i], "derived_features": calendar_rows[i]} for i in rows]
     if not request.single:
         body["predictions"] = items
         return body

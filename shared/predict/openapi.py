@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from shared.core.dataset_spec import DatasetSpec
-from shared.core.features import CALENDAR_FIELDS, calendar
+from shared.core.features import CALENDAR_FIELDS, VARIANTS, calendar
+from shared.core.intervals import LEVEL
 from shared.platform.errors import InvalidRequest, NotFound, Unavailable
 from shared.platform.http import error_body
 from shared.predict.api import FORMATS, TIMESTAMP_FIELD, parse_request, response
 from shared.predict.serving import Predictions
 
-VARIANT_NAMES = ["history", "no_history"]
+VARIANT_NAMES = list(VARIANTS)
 API_KEY_HEADER = "X-API-Key"
 DOCS_PACKAGE = "flask_swagger_ui"  # ships Swagger UI's dist files; located, never imported
 DOCS_ASSETS = {"swagger-ui.css": "text/css; charset=utf-8",  # the only files /docs/<name> serves
@@ -67,9 +68,12 @@ def spec_examples(spec: DatasetSpec) -> list[dict[str, Any]]:
 def _response_example(spec: DatasetSpec, body: dict[str, Any], actuals: Sequence[Mapping[str, Any]]) -> Any:
     """What the service answers to ``body`` when each target predicts the consumption recorded then."""
     request = parse_request(json.loads(json.dumps(body)), spec, len(actuals), spec.target_names)
-    ones = np.ones(len(actuals), dtype=bool)
-    result = Predictions(values={t: np.array([float(a[t]) for a in actuals]) for t in request.targets},
-                         history_used={t: ones for t in request.targets},
+    first = np.zeros(len(actuals), dtype=np.int64)  # the day-ahead variant served every row
+    values = {t: np.array([float(a[t]) for a in actuals]) for t in request.targets}
+    # An interval as wide as the walk-forward's typical one (about -6 % / +7 %), for the shape.
+    result = Predictions(values=values, variants={t: first for t in request.targets},
+                         lower={t: np.round(v * 0.94, 1) for t, v in values.items()},
+                         upper={t: np.round(v * 1.07, 1) for t, v in values.items()},
                          calendar=calendar(request.timestamps))
     versions = {t: EXAMPLE_VERSION.format(target=t) for t in request.targets}
     return response(request, result, versions, spec)
@@ -177,13 +181,22 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
                    "description": "targets to predict (default: all)"}
     versions = {**_map({"type": "string"}, targets),
                 "description": "the version of each target's model; one snapshot serves a whole request"}
+    bound = {"type": ["number", "null"]}
+    interval = {"type": "object", "required": ["lower", "upper"], "additionalProperties": False,
+                "properties": {"lower": bound, "upper": bound}}
+    interval_text = (f"a {LEVEL:.0%} prediction interval per target, from the model's recent out-of-sample "
+                     "errors (null when the model has none for the variant that served the row)")
+    variant_text = ("which model served the row: day_ahead (the previous calendar day is complete in the "
+                    "actuals), history (the rolling fallback: actuals up to a day before the slot), "
+                    "no_history (weather and calendar only: too far from the actuals)")
     item_properties = {
         "predictions": _map({"type": "number"}, targets),
-        "variants": {**_map({"type": "string", "enum": VARIANT_NAMES}, targets),
-                     "description": "history: recent actuals were used; no_history: too far from them"},
+        "intervals": {**_map(interval, targets), "description": interval_text},
+        "variants": {**_map({"type": "string", "enum": VARIANT_NAMES}, targets), "description": variant_text},
         "derived_features": {**_map({"type": "integer"}, list(CALENDAR_FIELDS)), "required": list(CALENDAR_FIELDS),
                              "description": "calendar fields of the timestamp (DayWeek 1 = Monday)"},
     }
+    level = {"type": "number", "const": LEVEL, "description": "the coverage the intervals aim at"}
     legacy = spec.section("api").get("legacy_prediction_field")
     schemas = {
         "Observation": {"type": "object", "properties": observation, "required": required,
@@ -201,27 +214,34 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
                            "required": list(item_properties), "additionalProperties": False},
         "SingleResponse": {"type": "object", "additionalProperties": False,
                            "required": [*item_properties, "prediction_timestamp", "input_features",
-                                        "model_version", "model_versions"],
+                                        "model_version", "model_versions", "interval_level"],
                            "properties": {**item_properties, "model_versions": versions,
+                                          "interval_level": level,
                                           "prediction_timestamp": {"type": "string", "format": "date-time"},
                                           "model_version": {"type": "string"},
                                           "input_features": {"type": "object"},
                                           **({legacy: {"type": "number"}} if legacy else {})}},
         "BatchResponse": {"type": "object", "additionalProperties": False,
-                          "required": ["prediction_timestamp", "model_versions"],
+                          "required": ["prediction_timestamp", "model_versions", "interval_level"],
                           "oneOf": [{"required": ["predictions"]}, {"required": ["columns"]}],
                           "properties": {
                               "prediction_timestamp": {"type": "string", "format": "date-time"},
-                              "model_versions": versions,
+                              "model_versions": versions, "interval_level": level,
                               "predictions": {"type": "array", "items": _ref("PredictionItem"),
                                               "description": "format instances (default): one item per instance"},
-                              "columns": {"type": "object", "required": ["predictions", "variants",
+                              "columns": {"type": "object", "required": ["predictions", "intervals", "variants",
                                                                          "derived_features"],
                                           "additionalProperties": False,
                                           "description": "format columns: one list per field",
                                           "properties": {
                                               "predictions": _map({"type": "array",
                                                                    "items": {"type": "number"}}, targets),
+                                              "intervals": {**_map({
+                                                  "type": "object", "required": ["lower", "upper"],
+                                                  "additionalProperties": False,
+                                                  "properties": {"lower": {"type": "array", "items": bound},
+                                                                 "upper": {"type": "array", "items": bound}}},
+                                                  targets), "description": interval_text},
                                               "variants": _map({"type": "array", "items": {
                                                   "type": "string", "enum": VARIANT_NAMES}}, targets),
                                               "derived_features": _map({"type": "array", "items": {

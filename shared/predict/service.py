@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.core.calendar_store import operator_calendar
 from shared.core.dataset_spec import DatasetSpec
-from shared.core.features import HistoryConfig
+from shared.core.features import FeatureContext
 from shared.core.recent_actuals import RecentActuals
 from shared.core.registry import Registry
 from shared.platform.backends import Backends
@@ -46,9 +47,11 @@ class PredictService:
         self.spec = spec
         self.clock = clock
         self.max_instances = settings.predict_max_instances
-        self.models = ModelCache(Registry(settings, backends), spec, clock)
+        self.backends = backends
+        self.context = FeatureContext.from_spec(spec)
+        self._calendar: dict[str, Any] = {}
+        self.models = ModelCache(Registry(settings, backends), self.context, clock)
         self.actuals = RecentActuals(backends, spec)
-        self.history = HistoryConfig.from_spec(spec)
         self.log = PredictionLog(backends.blobs, settings.prediction_log_flush_records,
                                  settings.prediction_log_flush_seconds, settings.prediction_log_max_rows)
         self.threads = settings.predict_threads or default_threads()
@@ -61,8 +64,16 @@ class PredictService:
         self.models.refresh()
         try:
             self.actuals.refresh()
-        except Exception as exc:  # keep serving on the actuals we have
+            self._refresh_calendar()
+        except Exception as exc:  # keep serving on the actuals and calendar we have
             log.error("actuals refresh failed", fields={"error": f"{type(exc).__name__}: {exc}"})
+
+    def _refresh_calendar(self) -> None:
+        """Pick up special days an operator added (one document read per check)."""
+        extra = operator_calendar(self.backends.documents, self.spec)
+        if extra != self._calendar:
+            self.context = FeatureContext.from_spec(self.spec, extra)
+            self._calendar = extra
 
     def maybe_check(self) -> None:
         """``check_now`` at most every MODEL_REFRESH_SECONDS; one thread checks, the rest serve."""
@@ -118,7 +129,7 @@ class PredictService:
         missing = [t for t in request.targets if t not in snapshot.models]
         if missing:
             raise Unavailable(f"no production model loaded for {', '.join(missing)}")
-        result = predict(snapshot, self.actuals.snapshot.actuals, self.spec, self.history,
+        result = predict(snapshot, self.actuals.snapshot.actuals, self.context,
                          request.timestamps, request.weather, request.targets, self.threads)
         return Served(result, {t: snapshot.models[t].version for t in request.targets})
 
@@ -132,7 +143,9 @@ class PredictService:
                 "inputs": {"Timestamp": request.timestamps.astype(str).tolist(),
                            **{f: v.tolist() for f, v in request.weather.items()}},
                 "predictions": {t: v.tolist() for t, v in result.values.items()},
-                "history_used": {t: v.tolist() for t, v in result.history_used.items()}}
+                "variants": {t: result.variant_names(t) for t in result.values},
+                "intervals": {t: {"lower": result.lower[t].tolist(), "upper": result.upper[t].tolist()}
+                              for t in result.values}}
 
     def record_request(self, status: int, latency_ms: float, details: Mapping[str, Any]) -> None:
         """Append one request's outcome to the buffered request log monitor reads."""

@@ -19,23 +19,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.core.dataset_spec import DatasetSpec
 from shared.core.features import (
-    CYCLES,
-    HISTORY,
-    HISTORY_COLUMNS,
-    NO_HISTORY,
+    CALENDAR_FIELDS,
+    MEMBERS,
+    TARGET_COLUMNS,
     VARIANTS,
     YEARLY,
     Actuals,
-    HistoryConfig,
-    calendar,
-    history_features,
+    FeatureContext,
+    choose_variants,
     matrix,
-    usable_history,
+    target_history,
+    variant_of,
 )
 from shared.core.forest import EnsembleBank, TreeEnsemble
-from shared.core.registry import ArtifactError, Registry
+from shared.core.intervals import IntervalTable
+from shared.core.registry import ArtifactError, ModelArtifact, Registry
 from shared.platform.log import get_logger
 from shared.platform.timefmt import iso_utc
 
@@ -53,49 +52,75 @@ class LoadedModel:
     sha256: str
     loaded_at: str
     ensembles: Mapping[str, TreeEnsemble]
+    intervals: Mapping[str, IntervalTable] = field(default_factory=dict)
+
+    @property
+    def variants(self) -> list[str]:
+        """The variants this version can serve (its first member of each is present)."""
+        return [v for v in VARIANTS if MEMBERS[v][0] in self.ensembles]
 
 
-def input_columns(spec: DatasetSpec, targets: Sequence[str]) -> list[str]:
+def input_columns(context: FeatureContext, targets: Sequence[str]) -> list[str]:
     """The shared input column space of all loaded ensembles."""
-    per_target = [f"{t}:{c}" for t in targets for c in HISTORY_COLUMNS]
-    return [*spec.feature_names, *CYCLES, *YEARLY, *per_target]
+    per_target = [f"{t}:{c}" for t in targets for c in TARGET_COLUMNS]
+    return [*context.base_columns(), *YEARLY, *per_target]
 
 
-def _column_of(feature: str, target: str, variant: str) -> str:
-    return f"{target}:{feature}" if variant == HISTORY and feature in HISTORY_COLUMNS else feature
+def _column_of(feature: str, target: str) -> str:
+    return f"{target}:{feature}" if feature in TARGET_COLUMNS else feature
+
+
+def check_inputs(context: FeatureContext, artifact: ModelArtifact) -> None:
+    """ArtifactError when a member needs an input this code does not compute, or a
+    version lacks the no-history fallback every row can be served by."""
+    known = set(input_columns(context, [""])) | set(TARGET_COLUMNS)
+    for member, ensemble in artifact.ensembles.items():
+        unknown = sorted(set(ensemble.features) - known)
+        if unknown:
+            raise ArtifactError(f"member {member} needs inputs this code does not compute: {unknown}")
+    if MEMBERS[VARIANTS[-1]][0] not in artifact.ensembles:
+        raise ArtifactError(f"the version has no {VARIANTS[-1]} member to serve rows without history")
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The models one request sees, fused per variant over a shared column space."""
+    """The models one request sees, fused per member over a shared column space.
+
+    ``banks[member]`` evaluates that member for every target in ``bank_targets[member]``.
+    """
 
     models: Mapping[str, LoadedModel] = field(default_factory=dict)
     columns: tuple[str, ...] = ()
     banks: Mapping[str, EnsembleBank] = field(default_factory=dict)
+    bank_targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     order: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, spec: DatasetSpec, models: Mapping[str, LoadedModel]) -> Snapshot:
-        order = tuple(t for t in spec.target_names if t in models)
-        columns = input_columns(spec, order)
+    def build(cls, context: FeatureContext, models: Mapping[str, LoadedModel]) -> Snapshot:
+        order = tuple(t for t in context.spec.target_names if t in models)
+        columns = input_columns(context, order)
         index = {c: i for i, c in enumerate(columns)}
-        banks = {}
-        if order:
-            for variant in VARIANTS:
-                ensembles = [models[t].ensembles[variant] for t in order]
-                columns_of = [[index[_column_of(f, t, variant)] for f in e.features]
-                              for t, e in zip(order, ensembles, strict=True)]
-                banks[variant] = EnsembleBank(ensembles, columns_of)
-        return cls(dict(models), tuple(columns), banks, order)
+        banks, bank_targets = {}, {}
+        for member in (m for v in VARIANTS for m in MEMBERS[v]):
+            holders = tuple(t for t in order if member in models[t].ensembles)
+            if not holders:
+                continue
+            ensembles = [models[t].ensembles[member] for t in holders]
+            columns_of = [[index[_column_of(f, t)] for f in e.features]
+                          for t, e in zip(holders, ensembles, strict=True)]
+            banks[member] = EnsembleBank(ensembles, columns_of)
+            bank_targets[member] = holders
+        return cls(dict(models), tuple(columns), banks, bank_targets, order)
 
 
 class ModelCache:
     """The instance's production models, refreshed from the registry pointers."""
 
-    def __init__(self, registry: Registry, spec: DatasetSpec,
+    def __init__(self, registry: Registry, context: FeatureContext,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
-        self.spec = spec
+        self.context = context
+        self.spec = context.spec
         self.clock = clock
         self.snapshot = Snapshot()
         self.errors: dict[str, str] = {}
@@ -129,7 +154,8 @@ class ModelCache:
             if loaded is not None and loaded.version == pointer["version"]:
                 continue
             try:
-                ensembles = self.registry.load_ensembles(pointer)
+                artifact = self.registry.load_model(pointer)
+                check_inputs(self.context, artifact)
             except (ArtifactError, KeyError, ValueError) as exc:
                 self.errors[target] = f"cannot load {pointer['version']}: {exc}"
                 log.error("model load failed; the previous model keeps serving", fields={
@@ -137,24 +163,29 @@ class ModelCache:
                     "serving": loaded.version if loaded else None})
                 continue
             self.errors.pop(target, None)
-            models[target] = LoadedModel(target, pointer["version"], pointer["sha256"],
-                                         iso_utc(),
-                                         ensembles)
+            models[target] = LoadedModel(target, pointer["version"], pointer["sha256"], iso_utc(),
+                                         artifact.ensembles, artifact.intervals)
             changed = True
             log.info("model loaded", fields={"target": target, "version": pointer["version"],
                                              "previous": loaded.version if loaded else None})
         if changed:
-            self.snapshot = Snapshot.build(self.spec, models)  # the one atomic swap
+            self.snapshot = Snapshot.build(self.context, models)  # the one atomic swap
         self.last_check = self.clock()
 
 
 @dataclass
 class Predictions:
-    """Per target: values, whether the history variant served each row, and the calendar."""
+    """Per target: values, the variant that served each row (index in ``VARIANTS``), the
+    interval bounds (NaN where the version has no table for that variant), and the calendar."""
 
     values: dict[str, np.ndarray]
-    history_used: dict[str, np.ndarray]
+    variants: dict[str, np.ndarray]
+    lower: dict[str, np.ndarray]
+    upper: dict[str, np.ndarray]
     calendar: dict[str, np.ndarray]
+
+    def variant_names(self, target: str) -> list[str]:
+        return np.asarray(VARIANTS)[self.variants[target]].tolist()
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -176,38 +207,43 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def predict(snapshot: Snapshot, actuals: Actuals | None, spec: DatasetSpec, history: HistoryConfig,
-            ts: np.ndarray, weather: Mapping[str, np.ndarray], targets: Sequence[str],
-            threads: int = 1) -> Predictions:
-    """Predict ``targets`` for rows (timestamps, weather); every target must be loaded."""
-    cal = calendar(ts)
-    columns: dict[str, np.ndarray] = {**cal, **weather}
-    scale: dict[str, np.ndarray] = {}
+def predict(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext, ts: np.ndarray,
+            weather: Mapping[str, np.ndarray], targets: Sequence[str], threads: int = 1) -> Predictions:
+    """Predict ``targets`` for rows (timestamps, weather); every target must be loaded.
+
+    Each row of each target is served by the first variant of its version whose inputs
+    exist; a variant with several members serves the mean of their predictions.
+    """
+    columns = context.shared_columns(ts, weather)
     slots = actuals.slots(ts) if actuals is not None else None
-    for target in snapshot.order:
-        if actuals is None:
-            cols = {c: np.full(len(ts), np.nan) for c in HISTORY_COLUMNS}
-            level = np.full(len(ts), np.nan)
-        else:
-            cols, level = history_features(actuals, target, ts, history, slots)
-        columns.update({f"{target}:{c}": v for c, v in cols.items()})
-        scale[target] = level
+    history = {t: target_history(context, actuals, t, ts, slots) for t in snapshot.order}
+    for target, h in history.items():
+        columns.update({f"{target}:{c}": v for c, v in h.columns.items()})
     X = matrix(snapshot.columns, columns)
-    usable = {t: usable_history(X[:, [snapshot.columns.index(f"{t}:{c}") for c in HISTORY_COLUMNS]], scale[t])
-              for t in snapshot.order}
-    any_history = np.logical_or.reduce([usable[t] for t in targets])
-    any_plain = np.logical_or.reduce([~usable[t] for t in targets])
-    values = {t: np.empty(len(ts)) for t in targets}
-    if any_history.any():
-        out = _bank_predict(snapshot.banks[HISTORY], X[any_history], threads)
-        for t in targets:
-            k = snapshot.order.index(t)
-            values[t][any_history] = out[:, k] * scale[t][any_history]
-    if any_plain.any():
-        out = _bank_predict(snapshot.banks[NO_HISTORY], X[any_plain], threads)
-        for t in targets:
-            k = snapshot.order.index(t)
-            rows = np.flatnonzero(any_plain)
-            plain_rows = ~usable[t][rows]
-            values[t][rows[plain_rows]] = out[plain_rows, k]
-    return Predictions(values, {t: usable[t] for t in targets}, cal)
+    n = len(ts)
+    chosen = {t: choose_variants(history[t].usable, snapshot.models[t].variants) for t in targets}
+    totals = {t: np.zeros(n) for t in targets}
+    for member, bank in snapshot.banks.items():
+        variant = VARIANTS.index(variant_of(member))
+        holders = [t for t in snapshot.bank_targets[member] if t in chosen]
+        need = np.logical_or.reduce([chosen[t] == variant for t in holders]) if holders else np.zeros(n, bool)
+        if not need.any():
+            continue
+        out = _bank_predict(bank, X[need], threads)
+        rows = np.flatnonzero(need)
+        for k, target in enumerate(snapshot.bank_targets[member]):
+            if target not in chosen:
+                continue
+            mine = chosen[target][rows] == variant
+            share = 1 / sum(m in snapshot.models[target].ensembles for m in MEMBERS[variant_of(member)])
+            totals[target][rows[mine]] += out[mine, k] * history[target].scale[member][rows[mine]] * share
+    hours = ((ts - ts.astype("datetime64[D]")).astype(np.int64) // 60) % 24
+    lower, upper = {}, {}
+    for target in targets:
+        lower[target], upper[target] = np.full(n, np.nan), np.full(n, np.nan)
+        for index, name in enumerate(VARIANTS):
+            table = snapshot.models[target].intervals.get(name)
+            served = chosen[target] == index
+            if table is not None and served.any():
+                lower[target][served], upper[target][served] = table.bounds(hours[served], totals[target][served])
+    return Predictions(totals, chosen, lower, upper, {k: columns[k] for k in CALENDAR_FIELDS})

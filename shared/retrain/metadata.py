@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from shared.core.dataset_spec import DatasetSpec
-from shared.core.features import HISTORY, NO_HISTORY, VARIANTS, HistoryConfig
+from shared.core.features import ANCHORS, HISTORY, NO_HISTORY, HistoryConfig
 from shared.core.forest import FORMAT_VERSION
 from shared.core.frames import content_hash
 from shared.core.registry import CANDIDATE, METADATA_FILE, MODEL_FILE, REFERENCE_FILE
@@ -63,8 +63,10 @@ def artifact_metadata(base: Mapping[str, Any], fit: TargetFit, config: TrainingC
         "estimator": config.estimator, "params": dict(config.params),
         "artifact_format": FORMAT_VERSION,
         "features": {v: list(e.features) for v, e in fit.ensembles.items()},
-        "target_transform": {HISTORY: "ratio_to_level", NO_HISTORY: "identity"},
+        "target_transform": {**{m: f"ratio_to_{a}" for m, a in ANCHORS.items() if m in fit.ensembles},
+                             HISTORY: "ratio_to_level", NO_HISTORY: "identity"},
         "history": asdict(HistoryConfig.from_spec(spec)),
+        "intervals": intervals_summary(fit), "refit": fit.refit,
         "metrics": fit.metrics, "gated_metrics": SERVED, "seasonal_naive": fit.naive, "champion": champion,
         "gates": [r.as_dict() for r in results], "holdout": holdout_summary(fit),
         "library_versions": library_versions(),
@@ -79,14 +81,21 @@ def version_record(base: Mapping[str, Any], fit: TargetFit, results: list[gates.
     """The registry's ``models/<version>`` record of a version whose files are written."""
     return json_safe({**base, "metrics": fit.metrics, "gated_metrics": SERVED, "seasonal_naive": fit.naive,
             "champion": champion, "gates": [r.as_dict() for r in results], "holdout": holdout_summary(fit),
-            "variants": list(VARIANTS), "features": {v: list(e.features) for v, e in fit.ensembles.items()},
+            "variants": list(fit.ensembles), "features": {v: list(e.features) for v, e in fit.ensembles.items()},
             "artifact_format": FORMAT_VERSION,
             "artifact": files[MODEL_FILE], "sha256": content_hash(model_bytes),
             "reference_artifact": files[REFERENCE_FILE], "reference_sha256": content_hash(reference_bytes),
             # Quantiles of the training rows: the monitor's range checks read them here.
             "reference": {"quantile_levels": fit.reference["quantile_levels"],
                           "columns": fit.reference["columns"]},
-            "metadata_artifact": files[METADATA_FILE], "size_bytes": len(model_bytes)})
+            "metadata_artifact": files[METADATA_FILE], "size_bytes": len(model_bytes),
+            "intervals": intervals_summary(fit), "refit": fit.refit})
+
+
+def intervals_summary(fit: TargetFit) -> dict[str, Any]:
+    """Each variant's interval bounds (ratios to the prediction) as the record shows them."""
+    return {v: {"level": t.level, "lower": round(float(t.lower.min()), 4), "upper": round(float(t.upper.max()), 4)}
+            for v, t in fit.intervals.items()}
 
 
 def json_safe(value: Any) -> Any:

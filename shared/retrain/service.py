@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.core.calendar_store import operator_calendar
 from shared.core.dataset_spec import DatasetSpec
 from shared.core.frames import content_hash
 from shared.core.registry import (
@@ -44,7 +45,16 @@ from shared.platform.pubsub_push import BadEvent, decode_event
 from shared.platform.settings import Settings
 from shared.retrain import gates, metadata
 from shared.retrain.processed import DatasetVersion, NothingLeft, ProcessedData
-from shared.retrain.training import SERVED, Prepared, TargetFit, TrainingConfig, evaluate_champion, fit_target, prepare
+from shared.retrain.training import (
+    SERVED,
+    Prepared,
+    TargetFit,
+    TrainingConfig,
+    evaluate_champion,
+    fit_target,
+    prepare,
+    refit_on_all,
+)
 
 log = get_logger("retrain")
 
@@ -152,7 +162,8 @@ class Retrainer:
                               else self.processed.extend(batch))
         except NothingLeft as exc:
             raise PermanentFailure(str(exc)) from exc
-        prepared = prepare(frame, self.spec, self.config.holdout_days)
+        prepared = prepare(frame, self.spec, self.config.holdout_days,
+                           operator_calendar(self.backends.documents, self.spec))
         outcomes = [self._target(prepared, dataset, target) for target in self.spec.target_names]
         message_id = self.registry.announce(
             [o.promotion for o in outcomes if o.promotion], cause="retrain",
@@ -204,6 +215,11 @@ class Retrainer:
                                                               fit.metrics[SERVED], fit.naive, champion)]
         if champion_note:
             results[-1] = gates.GateResult("champion", gates.SKIPPED, None, None, champion_note)
+        if self.config.refit and gates.passed(results):
+            # The gates judged the model that never saw the holdout; the one served learns
+            # from those most recent days too (it wins in the walk-forward, docs/retrain.md).
+            fit = refit_on_all(prepared, target, self.config, fit)
+            results[1] = fit.parity or gates.GateResult("parity", gates.FAILED, None, None, "not checked")
         record = self._write(fit, base, results, champion)
         self.registry.record(record)
         if not gates.passed(results):
@@ -221,7 +237,7 @@ class Retrainer:
     def _write(self, fit: TargetFit, base: dict[str, Any], results: list[gates.GateResult],
                champion: Mapping[str, float] | None) -> dict[str, Any]:
         """Write the version's files (create-only) and return its registry record."""
-        model_bytes = ensembles_to_bytes(fit.ensembles)
+        model_bytes = ensembles_to_bytes(fit.ensembles, fit.intervals)
         reference_bytes = pack_arrays(fit.reference_sample)
         meta = metadata.artifact_metadata(base, fit, self.config, self.spec, results, champion,
                                           model_bytes, reference_bytes)

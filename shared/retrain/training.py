@@ -10,6 +10,7 @@ holdout and on missing-value probes (the parity gate).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import os
@@ -21,17 +22,21 @@ import numpy as np
 
 from shared.core.dataset_spec import TIMESTAMP, DatasetSpec
 from shared.core.features import (
-    HISTORY,
-    NO_HISTORY,
+    DAY_AHEAD,
+    DAY_AHEAD_WEEK,
+    MEMBERS,
     VARIANTS,
     Actuals,
+    FeatureContext,
     HistoryConfig,
-    feature_names,
-    history_indices,
-    model_inputs,
-    usable_history,
+    TargetHistory,
+    choose_variants,
+    matrix,
+    target_history,
+    variant_of,
 )
 from shared.core.forest import TreeEnsemble
+from shared.core.intervals import IntervalTable, fit_interval_table
 from shared.core.metrics import regression_metrics
 from shared.retrain import gates
 from shared.retrain.export import from_hist_gradient_boosting, missing_value_probe, parity_error
@@ -56,6 +61,10 @@ class TrainingConfig:
     min_train_days: float = 7.0
     estimator: str = "HistGradientBoostingRegressor"
     params: Mapping[str, Any] = field(default_factory=dict)
+    # Train the day-ahead twin anchored on the last 7 days and serve the mean of both.
+    twin: bool = False
+    # After the gates pass, serve members refit on every row, the holdout included.
+    refit: bool = False
 
     @classmethod
     def from_spec(cls, spec: DatasetSpec, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
@@ -63,7 +72,8 @@ class TrainingConfig:
         config = cls(holdout_days=float(section.get("holdout_days", 7)),
                      min_train_days=float(section.get("min_train_days", 7)),
                      estimator=str(section.get("estimator", "HistGradientBoostingRegressor")),
-                     params=dict(section.get("params", {})))
+                     params=dict(section.get("params", {})),
+                     twin=bool(section.get("twin", False)), refit=bool(section.get("refit", False)))
         if config.estimator not in ESTIMATORS:
             raise ValueError(f"estimator {config.estimator!r} does not export to arrays; "
                              f"use one of {sorted(ESTIMATORS)}")
@@ -71,7 +81,8 @@ class TrainingConfig:
 
     def digest(self) -> str:
         """A short hash of the configuration, part of model version ids."""
-        text = repr((self.holdout_days, self.min_train_days, self.estimator, sorted(self.params.items())))
+        text = repr((self.holdout_days, self.min_train_days, self.estimator, sorted(self.params.items()),
+                     self.twin, self.refit))
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def build(self) -> Any:
@@ -111,7 +122,7 @@ class Prepared:
     """The dataset as arrays: timestamps, weather columns, targets, actuals, holdout mask."""
 
     spec: DatasetSpec
-    history: HistoryConfig
+    context: FeatureContext
     timestamps: np.ndarray
     weather: dict[str, np.ndarray]
     targets: dict[str, np.ndarray]
@@ -120,54 +131,80 @@ class Prepared:
 
     @property
     def slots_per_day(self) -> int:
-        return max(1, int(round(86400 / self.spec.interval.total_seconds())))
+        return self.context.per_day
+
+    @property
+    def history(self) -> HistoryConfig:
+        return self.context.history
 
 
-def prepare(frame: pd.DataFrame, spec: DatasetSpec, holdout_days: float) -> Prepared:
-    """Arrays from a canonical frame (sorted, one row per timestamp)."""
+def prepare(frame: pd.DataFrame, spec: DatasetSpec, holdout_days: float,
+            calendar_extra: Mapping[str, Any] | None = None) -> Prepared:
+    """Arrays from a canonical frame (sorted, one row per timestamp); ``calendar_extra``
+    holds the special days an operator added to the spec's."""
     frame = frame.sort_values(TIMESTAMP).drop_duplicates(TIMESTAMP)
     ts = frame[TIMESTAMP].to_numpy(dtype="datetime64[m]")
     targets = {t: frame[t].to_numpy(dtype=float) for t in spec.target_names}
     minutes = int(spec.interval.total_seconds() // 60)
     holdout_start = ts.max() - np.timedelta64(int(round(holdout_days * 1440)), "m") if len(ts) else None
-    return Prepared(spec=spec, history=HistoryConfig.from_spec(spec), timestamps=ts,
+    return Prepared(spec=spec, context=FeatureContext.from_spec(spec, calendar_extra), timestamps=ts,
                     weather={f: frame[f].to_numpy(dtype=float) for f in spec.feature_names},
                     targets=targets, actuals=Actuals(ts, targets, minutes),
                     holdout=(ts > holdout_start) if holdout_start is not None else np.zeros(0, bool))
 
 
-def inputs(prepared: Prepared, target: str, variant: str, names: list[str],
-           mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs and scale for the rows in ``mask``."""
-    weather = {k: v[mask] for k, v in prepared.weather.items()}
-    return model_inputs(prepared.spec, variant, names, target, prepared.timestamps[mask], weather,
-                        prepared.actuals, prepared.history)
+@dataclass
+class Rows:
+    """Every input column and the history of one target, for the rows of a mask."""
+
+    columns: dict[str, np.ndarray]
+    history: TargetHistory
+    timestamps: np.ndarray
+
+    def matrix(self, names: list[str] | tuple[str, ...]) -> np.ndarray:
+        return matrix(names, self.columns)
 
 
-def served_predictions(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared, target: str,
-                       mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions as predict serves them: the history variant where its inputs exist,
-    the no-history variant elsewhere (``usable_history``, the rule predict applies).
-    Returns (predictions, history_used)."""
-    hist = ensembles[HISTORY]
-    X, scale = inputs(prepared, target, HISTORY, list(hist.features), mask)
-    usable = usable_history(X[:, history_indices(hist.features)], scale)
-    out = np.full(int(mask.sum()), np.nan)
-    if usable.any():
-        out[usable] = hist.predict(X[usable]) * scale[usable]
-    if (~usable).any() and NO_HISTORY in ensembles:
-        plain = ensembles[NO_HISTORY]
-        Xn, _ = inputs(prepared, target, NO_HISTORY, list(plain.features), mask)
-        out[~usable] = plain.predict(Xn[~usable])
-    return out, usable
+def rows(prepared: Prepared, target: str, mask: np.ndarray) -> Rows:
+    """Inputs of every member and the usable rows of every variant, for the rows in ``mask``."""
+    ts = prepared.timestamps[mask]
+    history = target_history(prepared.context, prepared.actuals, target, ts)
+    columns = {**prepared.context.shared_columns(ts, {k: v[mask] for k, v in prepared.weather.items()}),
+               **history.columns}
+    return Rows(columns, history, ts)
+
+
+def variant_predictions(ensembles: Mapping[str, TreeEnsemble], data: Rows, variant: str,
+                        where: np.ndarray) -> np.ndarray:
+    """One variant's predictions for the rows in ``where``: the mean of its members'
+    ratio predictions, each times its own scale."""
+    members = [m for m in MEMBERS[variant] if m in ensembles]
+    total = np.zeros(int(where.sum()))
+    for member in members:
+        ensemble = ensembles[member]
+        total += ensemble.predict(data.matrix(ensemble.features)[where]) * data.history.scale[member][where]
+    return total / len(members)
+
+
+def served_predictions(ensembles: Mapping[str, TreeEnsemble], data: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions as predict serves them: each row by the first variant whose inputs
+    exist (``choose_variants``). Returns (predictions, index in VARIANTS per row)."""
+    available = [v for v in VARIANTS if MEMBERS[v][0] in ensembles]
+    chosen = choose_variants(data.history.usable, available)
+    out = np.full(len(chosen), np.nan)
+    for k, variant in enumerate(VARIANTS):
+        where = chosen == k
+        if where.any() and variant in available:
+            out[where] = variant_predictions(ensembles, data, variant, where)
+    return out, chosen
 
 
 @dataclass
 class TargetFit:
-    """One target's trained variants, holdout evaluation, parity check and monitoring reference.
+    """One target's trained members, holdout evaluation, parity check and monitoring reference.
 
-    ``metrics`` holds each variant's holdout metrics and ``served``: the mix predict
-    serves, which the gates judge.
+    ``metrics`` holds each variant's holdout metrics (on the rows its inputs exist for)
+    and ``served``: the mix predict serves, which the gates judge.
     """
 
     target: str
@@ -182,6 +219,8 @@ class TargetFit:
     reference_sample: dict[str, np.ndarray]
     rows: dict[str, int]
     parity: gates.GateResult | None = None  # None when the data gate stopped training
+    intervals: dict[str, IntervalTable] = field(default_factory=dict)
+    refit: dict[str, Any] | None = None  # how the served members were refit on the holdout too
 
     @property
     def prediction_hash(self) -> str:
@@ -209,48 +248,100 @@ def _reference(prepared: Prepared, target: str, train: np.ndarray, residuals: np
     return reference, sample
 
 
+def members_to_train(config: TrainingConfig) -> list[str]:
+    """The ensembles one target trains, the day-ahead twin only when configured."""
+    return [m for v in VARIANTS for m in MEMBERS[v] if m != DAY_AHEAD_WEEK or config.twin]
+
+
+def fit_members(prepared: Prepared, target: str, config: TrainingConfig, train_mask: np.ndarray,
+                members: list[str]) -> tuple[dict[str, TreeEnsemble], dict[str, Any], dict[str, int]]:
+    """Fit ``members`` on the rows of ``train_mask`` whose inputs exist. Returns the exported
+    ensembles, the fitted scikit-learn models (for the parity check) and rows per member."""
+    data = rows(prepared, target, train_mask)
+    y = prepared.targets[target][train_mask]
+    base = prepared.context.base_columns()
+    ensembles, models, counts = {}, {}, {}
+    for member in members:
+        names = prepared.context.feature_names(member)
+        X = data.matrix(names)
+        # Partial history is kept (the trees route a missing lag); the base inputs and the
+        # scale must be there, and the variant's inputs must exist, as predict requires.
+        usable = (data.history.usable[variant_of(member)] & np.isfinite(y)
+                  & np.isfinite(data.matrix(base)).all(axis=1) & np.isfinite(data.history.scale[member]))
+        counts[member] = int(usable.sum())
+        if not counts[member]:
+            continue
+        model = fit_bounded(config.build(), X[usable], y[usable] / data.history.scale[member][usable])
+        models[member] = model
+        ensembles[member] = from_hist_gradient_boosting(model, names)
+    return ensembles, models, counts
+
+
+def _parity(ensembles: Mapping[str, TreeEnsemble], models: Mapping[str, Any],
+            data: Rows) -> gates.GateResult:
+    errors, probe_rows = {}, 0
+    for member, model in models.items():
+        probe = missing_value_probe(data.matrix(ensembles[member].features))
+        errors[member] = parity_error(model, ensembles[member], probe)
+        probe_rows += len(probe)
+    return gates.parity_gate(errors, probe_rows)
+
+
 def fit_target(prepared: Prepared, target: str, config: TrainingConfig) -> TargetFit:
-    """Train both variants of one target and evaluate them on the holdout."""
-    spec = prepared.spec
+    """Train one target's members on the training rows and evaluate them on the holdout."""
     y = prepared.targets[target]
     train_mask = ~prepared.holdout & np.isfinite(y)
     hold_mask = prepared.holdout & np.isfinite(y)
-    ensembles: dict[str, TreeEnsemble] = {}
-    rows: dict[str, int] = {}
-    metrics: dict[str, dict[str, float]] = {}
-    parity: dict[str, float] = {}
-    probe_rows = 0
     per_day = prepared.slots_per_day
-    for variant in VARIANTS:
-        names = feature_names(spec, variant)
-        X, scale = inputs(prepared, target, variant, names, train_mask)
-        # Train on complete rows; for the history variant these are the rows it would serve.
-        usable = np.isfinite(X).all(axis=1) & usable_history(X[:, history_indices(names)], scale)
-        rows[variant] = int(usable.sum())
-        if variant == HISTORY:
-            data = gates.data_gate(rows[variant], int(hold_mask.sum()),
-                                   int(config.min_train_days * per_day),
-                                   int(HOLDOUT_COVERAGE * config.holdout_days * per_day))
-            if data.status == gates.FAILED:
-                return TargetFit(target, {}, {}, {}, data, prepared.timestamps[hold_mask],
-                                 y[hold_mask], np.zeros(0), {}, {}, rows)
-        model = fit_bounded(config.build(), X[usable], y[train_mask][usable] / scale[usable])
-        ensembles[variant] = from_hist_gradient_boosting(model, names)
-        probe = missing_value_probe(inputs(prepared, target, variant, names, hold_mask)[0])
-        parity[variant] = parity_error(model, ensembles[variant], probe)
-        probe_rows += len(probe)
-
+    members = members_to_train(config)
+    train_rows = rows(prepared, target, train_mask)
+    main_rows = int((train_rows.history.usable[DAY_AHEAD]).sum())
+    data = gates.data_gate(main_rows, int(hold_mask.sum()), int(config.min_train_days * per_day),
+                           int(HOLDOUT_COVERAGE * config.holdout_days * per_day))
+    if data.status == gates.FAILED:
+        return TargetFit(target, {}, {}, {}, data, prepared.timestamps[hold_mask], y[hold_mask],
+                         np.zeros(0), {}, {}, {DAY_AHEAD: main_rows})
+    ensembles, models, counts = fit_members(prepared, target, config, train_mask, members)
+    held = rows(prepared, target, hold_mask)
     actual = y[hold_mask]
-    predicted, history_used = served_predictions(ensembles, prepared, target, hold_mask)
-    metrics[HISTORY] = regression_metrics(actual[history_used], predicted[history_used])
-    Xn, _ = inputs(prepared, target, NO_HISTORY, list(ensembles[NO_HISTORY].features), hold_mask)
-    metrics[NO_HISTORY] = regression_metrics(actual, ensembles[NO_HISTORY].predict(Xn))
+    predicted, _ = served_predictions(ensembles, held)
+    metrics: dict[str, dict[str, float]] = {}
+    intervals: dict[str, IntervalTable] = {}
+    hours = (held.timestamps - held.timestamps.astype("datetime64[D]")).astype(np.int64) // 60
+    for variant in VARIANTS:
+        if MEMBERS[variant][0] not in ensembles:
+            continue
+        # Each variant on every holdout row its inputs exist for, as if it served them all:
+        # the fallbacks' accuracy and intervals are measured, not assumed.
+        where = held.history.usable[variant]
+        forced = np.full(len(actual), np.nan)
+        if where.any():
+            forced[where] = variant_predictions(ensembles, held, variant, where)
+        metrics[variant] = regression_metrics(actual[where], forced[where])
+        table = fit_interval_table(hours, actual, forced)
+        if table is not None:
+            intervals[variant] = table
     metrics[SERVED] = regression_metrics(actual, predicted)
-    slots = prepared.actuals.slots(prepared.timestamps[hold_mask])
-    naive = regression_metrics(actual, prepared.actuals.lag(target, slots, prepared.history.lag_long))
+    slots = prepared.actuals.slots(held.timestamps)
+    naive = regression_metrics(actual, prepared.actuals.lag(target, slots, 7 * per_day))
     reference, sample = _reference(prepared, target, train_mask, predicted - actual, metrics[SERVED])
-    return TargetFit(target, ensembles, metrics, naive, data, prepared.timestamps[hold_mask], actual,
-                     predicted, reference, sample, rows, gates.parity_gate(parity, probe_rows))
+    return TargetFit(target, ensembles, metrics, naive, data, held.timestamps, actual, predicted,
+                     reference, sample, counts, _parity(ensembles, models, held), intervals)
+
+
+def refit_on_all(prepared: Prepared, target: str, config: TrainingConfig, fit: TargetFit) -> TargetFit:
+    """``fit`` with its members refit on every row, the holdout included, so the served
+    model learns from the most recent days. The holdout metrics, intervals and gate
+    results stay those of the evaluated fit (the refit has no unseen rows left); the
+    parity check is redone on the refit members."""
+    y = prepared.targets[target]
+    everything = np.isfinite(y)
+    ensembles, models, counts = fit_members(prepared, target, config, everything, list(fit.ensembles))
+    held = rows(prepared, target, prepared.holdout & everything)
+    predicted, _ = served_predictions(ensembles, held)
+    parity = _parity(ensembles, models, held)
+    return dataclasses.replace(fit, ensembles=ensembles, parity=parity, holdout_predicted=predicted,
+                               refit={"rows": counts, "evaluated_prediction_sha256": fit.prediction_hash})
 
 
 def evaluate_champion(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared,
@@ -259,6 +350,6 @@ def evaluate_champion(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared,
     the same serving rule as the candidate's ``served`` metrics, so the gate compares like
     with like."""
     mask = prepared.holdout & np.isfinite(prepared.targets[target])
-    predicted, _ = served_predictions(ensembles, prepared, target, mask)
+    predicted, _ = served_predictions(ensembles, rows(prepared, target, mask))
     return regression_metrics(prepared.targets[target][mask], predicted)
 

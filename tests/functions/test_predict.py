@@ -20,6 +20,7 @@ from shared.core.registry import Registry
 from shared.platform import names
 from shared.retrain.processed import ProcessedData
 from shared.retrain.training import prepare, served_predictions
+from shared.retrain.training import rows as rows_of
 from tests.support.bus import post_push
 from tests.support.functions import function_app, push_data_ready, retrain_client
 from tests.support.servers import ThreadedServer
@@ -70,8 +71,8 @@ def test_predictions_match_the_training_time_holdout_predictions(client, trained
     for target in SPEC.target_names:
         pointer = trained.production(target)
         record = trained.get(pointer["version"])
-        expected, history_used = served_predictions(trained.load_ensembles(pointer), prepared, target,
-                                                    prepared.holdout)
+        expected, chosen = served_predictions(trained.load_ensembles(pointer),
+                                              rows_of(prepared, target, prepared.holdout))
         # The recomputation is the training-time one: same hash as the registry records.
         import hashlib
         assert hashlib.sha256(np.ascontiguousarray(expected).tobytes()).hexdigest() == \
@@ -79,8 +80,13 @@ def test_predictions_match_the_training_time_holdout_predictions(client, trained
         served = np.array([item["predictions"][target] for item in body["predictions"]])
         np.testing.assert_allclose(served, np.round(expected, 4), rtol=0, atol=1e-4)
         assert body["model_versions"][target] == pointer["version"]
-        assert all(item["variants"][target] == "history" for item in body["predictions"])
-        assert history_used.all()
+        assert all(item["variants"][target] == "day_ahead" for item in body["predictions"])
+        assert (chosen == 0).all()
+        # The 80 % interval brackets each prediction, as wide as the model's holdout errors say.
+        lower = np.array([item["intervals"][target]["lower"] for item in body["predictions"]])
+        upper = np.array([item["intervals"][target]["upper"] for item in body["predictions"]])
+        assert (lower < served).all() and (served < upper).all()
+        assert body["interval_level"] == 0.8
 
 
 def test_a_single_observation_keeps_the_energy_documents_fields(client, trained):
@@ -92,7 +98,9 @@ def test_a_single_observation_keeps_the_energy_documents_fields(client, trained)
     assert body["input_features"]["Temperature"] == 12.5 and body["input_features"]["DayYear"] == 35
     assert body["derived_features"] == {"Day": 4, "Month": 2, "Hour": 14, "Minute": 30, "DayWeek": 6,
                                         "QuarterYear": 1, "DayYear": 35}
-    assert body["variants"] == {t: "history" for t in SPEC.target_names}
+    assert body["variants"] == {t: "day_ahead" for t in SPEC.target_names}
+    assert all(body["intervals"][t]["lower"] < body["predictions"][t] < body["intervals"][t]["upper"]
+               for t in SPEC.target_names)
 
 
 def test_far_past_the_actuals_the_no_history_model_serves_and_says_so(client):

@@ -86,8 +86,15 @@ def test_weekly_retrains_promote_or_reject_with_recorded_reasons(settings, backe
     for target in SPEC.target_names:
         pointer = registry.production(target)
         assert pointer is not None and registry.get(pointer["version"])["status"] == "production"
-        ensembles = registry.load_ensembles(pointer)
-        assert set(ensembles) == {"history", "no_history"}
+        model = registry.load_model(pointer)
+        assert set(model.ensembles) == {"day_ahead", "day_ahead_week", "history", "no_history"}
+        # Each variant carries its 80 % interval table, from its own holdout errors.
+        assert set(model.intervals) == {"day_ahead", "history", "no_history"}
+        table = model.intervals["day_ahead"]
+        assert (table.lower < 1).all() and (table.upper > 1).all() and table.level == 0.8
+        record = registry.get(pointer["version"])
+        # Served after the gates passed: refit on every row, the holdout's too.
+        assert record["refit"]["rows"]["day_ahead"] > record["rows"]["day_ahead"]
         metadata = json.loads(backends.blobs.read(registry.get(pointer["version"])["metadata_artifact"]))
         for key in ("version", "created_at", "target", "features", "params", "metrics", "gates",
                     "lineage", "code_version", "library_versions", "sha256", "reference"):
@@ -301,7 +308,7 @@ def test_artifacts_are_plain_arrays_and_a_tampered_one_is_refused(settings, back
     registry = Registry(settings, backends)
     pointer = registry.production("zone2")
     data = backends.blobs.read(pointer["artifact"])
-    assert set(ensembles_from_bytes(data, ["history", "no_history"])) == {"history", "no_history"}
+    assert set(ensembles_from_bytes(data, ["day_ahead", "no_history"])) == {"day_ahead", "no_history"}
     backends.blobs.write(pointer["artifact"], data[:-10] + b"0123456789")
     with pytest.raises(ArtifactError, match="sha256"):
         registry.load_ensembles(pointer)

@@ -5,7 +5,8 @@ the environment selects (``BACKEND``; emulators through ``*_EMULATOR_HOST``).
 On the embedded backend that is ``STATE_DIR``, by default the local stack's
 ``.state/local``. It names the store it reads on stderr (stdout carries only
 the table or ``--json``), and refuses a missing embedded store instead of
-creating an empty one.
+creating an empty one. Notes (an empty result; when a calendar change takes
+effect) go to stderr too.
 
 Exit codes: 0 success, including an empty result (stdout ``(none)`` or ``[]``,
 a note on stderr); 1 the command failed (an unknown id, a refused rollback);
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +242,40 @@ def cmd_rollback(b: Backends, s: Settings, args: argparse.Namespace) -> list[dic
              "model_updated_message_id": message_id}]
 
 
+def cmd_calendar_list(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every holiday and Ramadan day features flag, from the spec and added by operators, in date order."""
+    from shared.core.calendar_store import operator_calendar, parse_day, special_day_rows
+    from shared.core.dataset_spec import load_spec
+
+    first = parse_day(args.start, "--from date") if args.start else None
+    last = parse_day(args.end, "--to date") if args.end else None
+    spec = load_spec(s.dataset_spec)
+    return special_day_rows(spec, operator_calendar(b.documents, spec), first, last)
+
+
+def cmd_calendar_add(b: Backends, s: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Add a holiday (one day, or each day to --to) or a Ramadan period the spec does not list."""
+    from shared.core.calendar_store import add_entry
+    from shared.core.dataset_spec import load_spec
+
+    entry, added = add_entry(b.documents, load_spec(s.dataset_spec), args.kind, args.start, args.end,
+                             args.name, args.actor)
+    start, end = str(entry.get("start", entry.get("date"))), str(entry.get("end", entry.get("date")))
+    days = (date.fromisoformat(end) - date.fromisoformat(start)).days + 1
+    return [{"kind": entry.get("kind", args.kind), "start": start, "end": end, "days": days,
+             "name": entry["name"], "added": added, "added_by": entry.get("added_by"),
+             "added_at": entry.get("added_at")}]
+
+
+def calendar_add_note(s: Settings, rows: Sequence[Mapping[str, Any]]) -> str:
+    """When the features see an added day (or say it was already there)."""
+    if rows and not rows[0]["added"]:
+        return (f"already in the calendar since {rows[0]['added_at']} (added by {rows[0]['added_by']}); "
+                "nothing changed")
+    return ("retrain uses it from its next training (the next data-ready batch or retraction); "
+            f"predict within MODEL_REFRESH_SECONDS ({s.model_refresh_seconds:g} s) of its next request")
+
+
 COLUMNS = {
     "status": ["target", "version", "promoted_at", "mape", "dataset_version", "excludes", "reason"],
     "batches": ["batch_id", "source", "status", "start", "end", "rows", "quality_score",
@@ -256,6 +292,8 @@ COLUMNS = {
     "collections": ["collected_at", "source", "status", "batch_id", "rows", "fallback_used", "why"],
     "retract": ["batch_id", "status", "start", "end", "reason", "actor", "message_id",
                 "already_retracted"],
+    "calendar list": ["date", "kind", "name", "source", "added_by", "added_at"],
+    "calendar add": ["kind", "start", "end", "days", "name", "added", "added_by", "added_at"],
 }
 Command = Callable[[Backends, Settings, argparse.Namespace], list[dict[str, Any]]]
 
@@ -268,7 +306,10 @@ EMPTY = {
     "dead-letters": "no dead letters",
     "models": "no versions of this target",
     "history": "no promotions or rollbacks of this target",
+    "calendar list": "no special days in this range",
 }
+# A note said on stderr after a command's result, from the settings and the rows.
+NOTES: dict[str, Callable[[Settings, Sequence[Mapping[str, Any]]], str]] = {"calendar add": calendar_add_note}
 # The embedded documents database, as shared.platform.backends names it.
 DOCUMENTS_FILE = "documents.sqlite"
 EXIT_OK, EXIT_FAILED, EXIT_NO_STORE = 0, 1, 2
@@ -323,9 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, fn: Command, **kw: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=fn.__doc__, description=fn.__doc__, **kw)
-        p.set_defaults(fn=fn, columns=COLUMNS[name])
+    def add(name: str, fn: Command, within: Any = sub, **kw: Any) -> argparse.ArgumentParser:
+        # ``name`` is the command as typed ("calendar add"); its last word names the subparser.
+        p = within.add_parser(name.split()[-1], help=fn.__doc__, description=fn.__doc__, **kw)
+        p.set_defaults(fn=fn, columns=COLUMNS[name], command_name=name)
         return p
 
     add("status", cmd_status)
@@ -358,6 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     retraction.add_argument("batch_id", help="an accepted batch (see `batches`)")
     retraction.add_argument("--reason", required=True, help="recorded on the batch and in lineage")
     retraction.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    calendar = sub.add_parser("calendar", help="The holidays and Ramadan days the features flag (list, add).",
+                              description="The holidays and Ramadan days the features flag: the spec's "
+                                          "calendar plus the days operators added. Retrain uses an added day "
+                                          "from its next training, predict within MODEL_REFRESH_SECONDS.")
+    days = calendar.add_subparsers(dest="calendar_command", required=True, metavar="COMMAND")
+    listing = add("calendar list", cmd_calendar_list, within=days)
+    listing.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day listed")
+    listing.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day listed")
+    adding = add("calendar add", cmd_calendar_add, within=days)
+    adding.add_argument("kind", help="holiday or ramadan")
+    adding.add_argument("start", metavar="YYYY-MM-DD", help="the day, or the first day of the range")
+    adding.add_argument("--to", dest="end", metavar="YYYY-MM-DD",
+                        help="the last day of the range (included); default: the one day")
+    adding.add_argument("--name", required=True, help='what the day is, e.g. "Eid al-Fitr"')
+    adding.add_argument("--actor", default=os.environ.get("USER", "operator"))
     return parser
 
 
@@ -381,9 +438,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(rows, indent=2, default=str) if args.json else format_table(rows, args.columns))
-    if args.command in EMPTY and _is_empty(args.command, rows):
-        empty = "no open alerts" if args.command == "alerts" and not args.all else EMPTY[args.command]
+    command = args.command_name
+    if command in EMPTY and _is_empty(command, rows):
+        empty = "no open alerts" if command == "alerts" and not args.all else EMPTY[command]
         print(f"note: {empty} in {describe_store(settings)}", file=sys.stderr)
+    if command in NOTES:
+        print(f"note: {NOTES[command](settings, rows)}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -64,9 +64,12 @@ class PredictService:
         self.models.refresh()
         try:
             self.actuals.refresh()
-            self._refresh_calendar()
-        except Exception as exc:  # keep serving on the actuals and calendar we have
+        except Exception as exc:  # keep serving on the actuals we have
             log.error("actuals refresh failed", fields={"error": f"{type(exc).__name__}: {exc}"})
+        try:
+            self._refresh_calendar()
+        except Exception as exc:  # keep serving with the calendar we have
+            log.error("calendar refresh failed", fields={"error": f"{type(exc).__name__}: {exc}"})
 
     def _refresh_calendar(self) -> None:
         """Pick up special days an operator added (one document read per check)."""

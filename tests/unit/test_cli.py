@@ -108,7 +108,8 @@ def test_the_table_shows_every_field_of_the_json_under_its_header(env, capsys):
 
 
 @pytest.mark.parametrize("command", [["status"], ["batches"], ["--json", "alerts"], ["dead-letters"],
-                                     ["models", "zone1"]])
+                                     ["models", "zone1"], ["calendar", "list"],
+                                     ["calendar", "add", "holiday", "2018-06-15", "--name", "Eid al-Fitr"]])
 def test_a_missing_store_is_an_error_that_names_it_and_creates_nothing(tmp_path, monkeypatch, capsys,
                                                                           command):
     state = tmp_path / "nowhere"
@@ -258,3 +259,102 @@ def test_batches_show_what_the_real_retrain_decided_per_target(env, capsys):
     decisions = rows[trained["batch_id"]]["retrain_outcome"]["targets"]
     assert set(decisions) == set(spec.target_names) and set(decisions.values()) <= {"promoted", "rejected"}
     assert rows[waiting["batch_id"]]["retrain_outcome"]["state"] == "pending"
+
+
+# -- the holiday calendar -----------------------------------------------------------------
+
+
+def calendar_rows(capsys, *argv: str) -> list[dict]:
+    code, out = run(capsys, "--json", "calendar", "list", *argv)
+    assert code == 0
+    return json.loads(out)
+
+
+def test_an_added_holiday_range_is_listed_day_by_day_as_the_operators(env, capsys):
+    code, out, err = run_all(capsys, "--json", "calendar", "add", "holiday", "2018-06-15", "--to", "2018-06-16",
+                             "--name", "Eid al-Fitr", "--actor", "amina")
+    (added,) = json.loads(out)
+    assert code == 0 and added["added"] is True and added["days"] == 2
+    assert "retrain uses it from its next training" in err
+    assert f"MODEL_REFRESH_SECONDS ({env.settings.model_refresh_seconds:g} s)" in err
+    rows = [r for r in calendar_rows(capsys, "--from", "2018-06-01") if r["source"] == "operator"]
+    assert [(r["date"], r["kind"], r["name"], r["added_by"]) for r in rows] == [
+        ("2018-06-15", "holiday", "Eid al-Fitr", "amina"), ("2018-06-16", "holiday", "Eid al-Fitr", "amina")]
+
+
+def test_the_spec_s_days_are_listed_as_the_spec_s_in_date_order_within_the_range(env, capsys):
+    rows = calendar_rows(capsys, "--from", "2017-11-18", "--to", "2017-12-01")
+    assert [(r["date"], r["name"], r["source"]) for r in rows] == [
+        ("2017-11-18", "Independence Day", "spec"), ("2017-12-01", "Mawlid", "spec")]
+    everything = calendar_rows(capsys)
+    assert [r["date"] for r in everything] == sorted(r["date"] for r in everything)
+    assert sum(r["kind"] == "ramadan" for r in everything) == 30  # 2017-05-27..06-25, each day
+
+
+def test_the_calendar_table_has_the_declared_columns_and_a_ramadan_period(env, capsys):
+    assert run(capsys, "calendar", "add", "ramadan", "2018-05-17", "--to", "2018-06-14",
+               "--name", "Ramadan 1439")[0] == 0
+    code, out = run(capsys, "calendar", "list", "--from", "2018-05-17", "--to", "2018-05-18")
+    header, *lines = out.splitlines()
+    assert code == 0 and header.split() == cli.COLUMNS["calendar list"]
+    assert [line.split()[:5] for line in lines] == [["2018-05-17", "ramadan", "Ramadan", "1439", "operator"],
+                                                    ["2018-05-18", "ramadan", "Ramadan", "1439", "operator"]]
+
+
+def test_adding_the_same_day_twice_keeps_one_and_says_so(env, capsys):
+    argv = ("--json", "calendar", "add", "holiday", "2018-08-22", "--name", "Eid al-Adha")
+    first = json.loads(run(capsys, *argv)[1])[0]
+    code, out, err = run_all(capsys, *argv)
+    again = json.loads(out)[0]
+    assert code == 0 and first["added"] is True and again["added"] is False
+    assert again["added_at"] == first["added_at"] and "already in the calendar" in err
+    assert [r["date"] for r in calendar_rows(capsys, "--from", "2018-08-22", "--to", "2018-08-22")] == ["2018-08-22"]
+    doc = env.documents.get(names.CALENDARS, env.settings.dataset_spec)
+    assert len(doc["holidays"]) == 1
+
+
+def test_a_one_day_range_is_the_same_holiday_as_the_day(env, capsys):
+    assert json.loads(run(capsys, "--json", "calendar", "add", "holiday", "2018-06-15",
+                          "--name", "Eid al-Fitr")[1])[0]["added"] is True
+    (again,) = json.loads(run(capsys, "--json", "calendar", "add", "holiday", "2018-06-15", "--to", "2018-06-15",
+                              "--name", "Eid al-Fitr")[1])
+    assert again["added"] is False and again["days"] == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["holiday", "2018-06-31"], "'2018-06-31' is not a date written YYYY-MM-DD"),
+    (["holiday", "20180615"], "'20180615' is not a date written YYYY-MM-DD"),
+    (["holiday", "2018-06-15", "--to", "2018-06-1x"], "'2018-06-1x' is not a date"),
+    (["holiday", "2018-06-15", "--to", "2018-06-14"], "end date 2018-06-14 is before start date 2018-06-15"),
+    (["eid", "2018-06-15"], "kind must be one of ['holiday', 'ramadan'], not 'eid'"),
+    (["ramadan", "2018-05-17", "--to", "2019-06-14"], "more than a year")])
+def test_a_bad_entry_is_refused_with_a_message_and_stores_nothing(env, capsys, argv, message):
+    code, out, err = run_all(capsys, "calendar", "add", *argv, "--name", "Eid al-Fitr")
+    assert code == cli.EXIT_FAILED and out == ""
+    assert "\nerror: " in err and message in err and "Traceback" not in err
+    assert env.documents.get(names.CALENDARS, env.settings.dataset_spec) is None
+
+
+def test_a_bad_list_bound_is_refused(env, capsys):
+    code, _out, err = run_all(capsys, "calendar", "list", "--from", "2018-02-30")
+    assert code == cli.EXIT_FAILED and "'2018-02-30' is not a date" in err
+
+
+def test_an_added_holiday_reaches_the_features_retrain_and_predict_build(env, capsys):
+    import numpy as np
+
+    from shared.core.calendar_store import operator_calendar
+    from shared.core.dataset_spec import load_spec
+    from shared.core.features import FeatureContext
+
+    spec = load_spec(env.settings.dataset_spec)
+    ts = np.array(["2018-06-14T12:00", "2018-06-15T00:00", "2018-06-15T23:50", "2018-06-16T12:00"],
+                  dtype="datetime64[m]")
+    before = FeatureContext.from_spec(spec, operator_calendar(env.documents, spec)).special_days
+    assert before is not None and before.columns(ts)["holiday"].tolist() == [0, 0, 0, 0]
+    assert run(capsys, "calendar", "add", "holiday", "2018-06-15", "--name", "Eid al-Fitr")[0] == 0
+    after = FeatureContext.from_spec(spec, operator_calendar(env.documents, spec)).special_days
+    assert after is not None
+    columns = after.columns(ts)
+    assert columns["holiday"].tolist() == [0, 1, 1, 0]
+    assert columns["holiday_next"].tolist() == [1, 0, 0, 0] and columns["holiday_prev"].tolist() == [0, 0, 0, 1]

@@ -218,9 +218,55 @@ class Actuals:
             zero = np.zeros((days, 1))
             self._within[name] = (np.hstack([zero, np.cumsum(np.where(present, grid, 0.0), axis=1)]),
                                   np.hstack([zero, np.cumsum(present, axis=1)]))
+        # The day-ahead quantities depend on the calendar day only: computed once per day here,
+        # looked up per row (``day_ahead_stats``), so a request pays index lookups.
+        self.by_day = {name: self._day_stats(name) for name in values}
+
+    def _day_stats(self, name: str) -> dict[str, np.ndarray]:
+        """Per day index D (0 .. days): the day-level day-ahead quantities known at D's start."""
+        sums, counts = self._within[name]
+        days, p = sums.shape[0], self.per_day
+        day_sum = np.concatenate([[0.0], sums[:, -1]]) if days else np.zeros(1)  # shifted: [D] = day D-1
+        day_n = np.concatenate([[0.0], counts[:, -1]]) if days else np.zeros(1)
+        hour = max(1, p // 24)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prev_mean = day_sum / day_n
+            week_sum, week_n = np.zeros(days + 1), np.zeros(days + 1)
+            for back in range(min(7, days + 1)):  # days D-1 .. D-7, always summed in this order
+                week_sum[back:] += day_sum[:days + 1 - back]
+                week_n[back:] += day_n[:days + 1 - back]
+            tail_sum = np.concatenate([[0.0], sums[:, -1] - sums[:, -1 - hour]]) if days else np.zeros(1)
+            tail_n = np.concatenate([[0.0], counts[:, -1] - counts[:, -1 - hour]]) if days else np.zeros(1)
+            mean_d7 = np.full(days + 1, np.nan)
+            if days >= 6:
+                ok7 = day_n[:days + 1 - 6] >= MIN_WINDOW_COVERAGE * p
+                mean_d7[6:] = np.where(ok7, prev_mean[:days + 1 - 6], np.nan)
+            last = np.concatenate([[np.nan], self.dense[name][p - 1::p]])
+            return {"mean_d1": np.where(day_n >= ANCHOR_COVERAGE * p, prev_mean, np.nan),
+                    "mean_d7": mean_d7,
+                    # Any known day of the last seven gives this mean: it needs no more than the anchor.
+                    "mean_7d": np.where(week_n >= ANCHOR_COVERAGE * p, week_sum / week_n, np.nan),
+                    "last": last,
+                    "last_hour": np.where(tail_n >= MIN_WINDOW_COVERAGE * hour, tail_sum / tail_n, np.nan)}
+
+    def day_lookup(self, name: str, stat: str, slots: np.ndarray) -> np.ndarray:
+        """A day-level quantity for the day of each slot (NaN outside the known days)."""
+        table = self.by_day[name][stat]
+        day = slots // self.per_day
+        ok = (day >= 0) & (day < len(table))
+        out = np.full(len(slots), np.nan)
+        out[ok] = table[day[ok]]
+        return out
 
     def slots(self, ts: np.ndarray) -> np.ndarray:
         return (to_minutes(ts) - self.origin).astype(np.int64) // self.step
+
+    def lags(self, name: str, slots: np.ndarray, backs: np.ndarray) -> np.ndarray:
+        """A (rows, len(backs)) matrix: the value ``backs[j]`` slots before each slot (NaN where unknown)."""
+        dense = self.dense[name]
+        idx = slots[:, None] - np.asarray(backs)[None, :]
+        ok = (idx >= 0) & (idx < len(dense))
+        return np.where(ok, dense[np.where(ok, idx, 0)] if len(dense) else np.nan, np.nan)
 
     def lag(self, name: str, slots: np.ndarray, back: int | np.ndarray) -> np.ndarray:
         """Value ``back`` slots before each slot (NaN where unknown)."""
@@ -286,20 +332,15 @@ def day_ahead_stats(actuals: Actuals, target: str, ts: np.ndarray, slots: np.nda
                     per_day: int) -> dict[str, np.ndarray]:
     """The day-ahead quantities in the target's unit, from actuals up to the end of the
     previous calendar day of each timestamp (nothing of the day itself)."""
-    ts = to_minutes(ts)
-    into_day = (ts - ts.astype("datetime64[D]")).astype(np.int64) // actuals.step
-    end = into_day + 1  # slots back to the previous day's last slot
-    stats = {f"lag_{d}d": actuals.lag(target, slots, d * per_day) for d in DAY_AHEAD_LAG_DAYS}
-    same_slot = np.column_stack([actuals.lag(target, slots, d * per_day) for d in range(1, 8)])
-    known = np.isfinite(same_slot).sum(axis=1)
+    back_days = sorted({*range(1, 8), *DAY_AHEAD_LAG_DAYS})
+    same_slot = actuals.lags(target, slots, np.array(back_days) * per_day)
+    stats = {f"lag_{d}d": same_slot[:, back_days.index(d)] for d in DAY_AHEAD_LAG_DAYS}
+    week = same_slot[:, :7]
+    known = np.isfinite(week).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        stats["slot_mean_7d"] = np.where(known >= 4, np.nansum(same_slot, axis=1) / known, np.nan)
-    stats["mean_d1"] = actuals.window_mean(target, slots, end, per_day, ANCHOR_COVERAGE)
-    stats["mean_d7"] = actuals.window_mean(target, slots, end + 6 * per_day, per_day)
-    # Any known day of the last seven gives this mean: it needs no more than the anchor does.
-    stats["mean_7d"] = actuals.window_mean(target, slots, end, 7 * per_day, 1 / 7 * ANCHOR_COVERAGE)
-    stats["last"] = actuals.lag(target, slots, end)
-    stats["last_hour"] = actuals.window_mean(target, slots, end, max(1, per_day // 24))
+        stats["slot_mean_7d"] = np.where(known >= 4, np.nansum(week, axis=1) / known, np.nan)
+    for stat in ("mean_d1", "mean_d7", "mean_7d", "last", "last_hour"):
+        stats[stat] = actuals.day_lookup(target, stat, slots)
     return stats
 
 
@@ -319,13 +360,15 @@ def _valid(scale: np.ndarray) -> np.ndarray:
 
 
 def target_history(context: FeatureContext, actuals: Actuals | None, target: str, ts: np.ndarray,
-                   slots: np.ndarray | None = None) -> TargetHistory:
+                   slots: np.ndarray | None = None, fallback_only: bool = False) -> TargetHistory:
     """The history columns, scales and usable rows of one target.
 
     One rule decides which rows each variant may serve, in training, holdout scoring
     (the candidate's and the champion's) and predict, so their metrics describe the
     same rows: ``day_ahead`` needs a complete previous day; ``history`` needs every
-    rolling column and its level; ``no_history`` serves anything.
+    rolling column and its level; ``no_history`` serves anything. ``fallback_only``
+    (predict) computes the rolling columns only for rows ``day_ahead`` cannot serve:
+    the others never read them, and the day-ahead rows are the usual ones.
     """
     n = len(ts)
     if actuals is None or target not in actuals.dense:
@@ -335,16 +378,26 @@ def target_history(context: FeatureContext, actuals: Actuals | None, target: str
                              {m: nan for m in (DAY_AHEAD, DAY_AHEAD_WEEK, HISTORY)} | {NO_HISTORY: np.ones(n)},
                              {DAY_AHEAD: none, HISTORY: none, NO_HISTORY: np.ones(n, bool)})
     slots = actuals.slots(ts) if slots is None else slots
-    rolling, level = history_features(actuals, target, ts, context.history, slots)
-    columns: dict[str, np.ndarray] = dict(rolling)
     stats = day_ahead_stats(actuals, target, ts, slots, context.per_day)
-    scale = {HISTORY: level, NO_HISTORY: np.ones(n)}
+    columns: dict[str, np.ndarray] = {}
+    scale = {NO_HISTORY: np.ones(n)}
     with np.errstate(invalid="ignore", divide="ignore"):
         for member, anchor in ANCHORS.items():
             scale[member] = stats[anchor]
             columns.update({PREFIXES[member] + s: stats[s] / stats[anchor]
                             for s in _DAY_AHEAD_STATS if s != anchor})
-    usable = {DAY_AHEAD: _valid(scale[DAY_AHEAD]) & _valid(scale[DAY_AHEAD_WEEK]),
+    day_ahead = _valid(scale[DAY_AHEAD]) & _valid(scale[DAY_AHEAD_WEEK])
+    need = ~day_ahead if fallback_only else np.ones(n, bool)
+    rolling = {c: np.full(n, np.nan) for c in HISTORY_COLUMNS}
+    level = np.full(n, np.nan)
+    if need.any():
+        part, part_level = history_features(actuals, target, ts[need], context.history, slots[need])
+        for c in HISTORY_COLUMNS:
+            rolling[c][need] = part[c]
+        level[need] = part_level
+    columns.update(rolling)
+    scale[HISTORY] = level
+    usable = {DAY_AHEAD: day_ahead,
               HISTORY: np.isfinite(np.column_stack([rolling[c] for c in HISTORY_COLUMNS])).all(axis=1)
               & _valid(level),
               NO_HISTORY: np.ones(n, bool)}

@@ -25,7 +25,7 @@ from shared.platform.log import get_logger
 from shared.platform.settings import Settings
 from shared.predict.api import PredictRequest
 from shared.predict.prediction_log import PredictionLog
-from shared.predict.serving import ModelCache, Predictions, default_threads, predict
+from shared.predict.serving import InputCache, ModelCache, Predictions, default_threads, predict
 
 log = get_logger("predict")
 
@@ -55,6 +55,7 @@ class PredictService:
         self.log = PredictionLog(backends.blobs, settings.prediction_log_flush_records,
                                  settings.prediction_log_flush_seconds, settings.prediction_log_max_rows)
         self.threads = settings.predict_threads or default_threads()
+        self.inputs = InputCache()
         self._check_lock = threading.Lock()
 
     # -- freshness ------------------------------------------------------------------
@@ -133,7 +134,7 @@ class PredictService:
         if missing:
             raise Unavailable(f"no production model loaded for {', '.join(missing)}")
         result = predict(snapshot, self.actuals.snapshot.actuals, self.context,
-                         request.timestamps, request.weather, request.targets, self.threads)
+                         request.timestamps, request.weather, request.targets, self.threads, self.inputs)
         return Served(result, {t: snapshot.models[t].version for t in request.targets})
 
     # -- the request log ------------------------------------------------------------

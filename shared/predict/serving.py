@@ -207,21 +207,92 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+@dataclass(frozen=True)
+class RowInputs:
+    """Everything a prediction needs but the weather, for a set of rows: the input matrix
+    with the weather columns unset, the variant chosen per target, each member's scale,
+    and the calendar fields. It depends only on the timestamps (given the snapshot,
+    the actuals and the calendar), so ``InputCache`` can keep it per timestamp."""
+
+    x: np.ndarray
+    chosen: dict[str, np.ndarray]
+    scale: dict[str, dict[str, np.ndarray]]
+    calendar: dict[str, np.ndarray]
+
+
+def row_inputs(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext, ts: np.ndarray) -> RowInputs:
+    """``RowInputs`` for timestamps, computed for all rows at once."""
+    n = len(ts)
+    unset = {f: np.zeros(n) for f in context.spec.feature_names}
+    columns = context.shared_columns(ts, unset)
+    slots = actuals.slots(ts) if actuals is not None else None
+    chosen, scale = {}, {}
+    for target in snapshot.order:
+        h = target_history(context, actuals, target, ts, slots, fallback_only=True)
+        columns.update({f"{target}:{c}": v for c, v in h.columns.items()})
+        chosen[target] = choose_variants(h.usable, snapshot.models[target].variants)
+        scale[target] = h.scale
+    return RowInputs(matrix(snapshot.columns, columns), chosen, scale, {k: columns[k] for k in CALENDAR_FIELDS})
+
+
+class InputCache:
+    """``RowInputs`` per timestamp for small requests, for one (snapshot, actuals, calendar).
+
+    A single observation otherwise recomputes the same history lookups, calendar and
+    sun position for every request, although they change only when new actuals, models
+    or holidays arrive; a new triple starts an empty cache. Bounded: cleared when full.
+    """
+
+    MAX_ROWS = 64  # larger requests compute their inputs vectorised, once
+    MAX_ENTRIES = 50_000
+
+    def __init__(self) -> None:
+        # The objects themselves, not their ids: an id may be reused once an object is freed.
+        self._key: tuple[Snapshot, Actuals | None, FeatureContext] | None = None
+        self._rows: dict[int, tuple[np.ndarray, dict[str, int], dict[str, dict[str, float]], tuple[int, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext, ts: np.ndarray) -> RowInputs:
+        key = (snapshot, actuals, context)
+        minutes = ts.astype(np.int64).tolist()
+        with self._lock:
+            same = self._key is not None and all(a is b for a, b in zip(key, self._key, strict=True))
+            if not same or len(self._rows) > self.MAX_ENTRIES:
+                self._key, self._rows = key, {}
+            rows = self._rows
+        missing = sorted({m for m in minutes if m not in rows})
+        if missing:
+            fresh = row_inputs(snapshot, actuals, context, np.array(missing, dtype="datetime64[m]"))
+            for i, minute in enumerate(missing):
+                rows[minute] = (fresh.x[i], {t: int(c[i]) for t, c in fresh.chosen.items()},
+                                {t: {m: float(v[i]) for m, v in sc.items()} for t, sc in fresh.scale.items()},
+                                tuple(int(fresh.calendar[k][i]) for k in CALENDAR_FIELDS))
+        picked = [rows[m] for m in minutes]
+        order = snapshot.order
+        members = {t: list(picked[0][2][t]) for t in order} if picked else {}
+        return RowInputs(
+            np.array([p[0] for p in picked]),
+            {t: np.array([p[1][t] for p in picked], dtype=np.int64) for t in order},
+            {t: {m: np.array([p[2][t][m] for p in picked]) for m in members[t]} for t in order},
+            {k: np.array([p[3][j] for p in picked]) for j, k in enumerate(CALENDAR_FIELDS)})
+
+
 def predict(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext, ts: np.ndarray,
-            weather: Mapping[str, np.ndarray], targets: Sequence[str], threads: int = 1) -> Predictions:
+            weather: Mapping[str, np.ndarray], targets: Sequence[str], threads: int = 1,
+            cache: InputCache | None = None) -> Predictions:
     """Predict ``targets`` for rows (timestamps, weather); every target must be loaded.
 
     Each row of each target is served by the first variant of its version whose inputs
     exist; a variant with several members serves the mean of their predictions.
     """
-    columns = context.shared_columns(ts, weather)
-    slots = actuals.slots(ts) if actuals is not None else None
-    history = {t: target_history(context, actuals, t, ts, slots) for t in snapshot.order}
-    for target, h in history.items():
-        columns.update({f"{target}:{c}": v for c, v in h.columns.items()})
-    X = matrix(snapshot.columns, columns)
+    use_cache = cache is not None and len(ts) <= InputCache.MAX_ROWS
+    inputs = cache.get(snapshot, actuals, context, ts) if use_cache and cache else row_inputs(
+        snapshot, actuals, context, ts)
+    X = inputs.x.copy() if use_cache else inputs.x
+    for name, values in weather.items():
+        X[:, snapshot.columns.index(name)] = values
+    chosen = {t: inputs.chosen[t] for t in targets}
     n = len(ts)
-    chosen = {t: choose_variants(history[t].usable, snapshot.models[t].variants) for t in targets}
     totals = {t: np.zeros(n) for t in targets}
     for member, bank in snapshot.banks.items():
         variant = VARIANTS.index(variant_of(member))
@@ -236,7 +307,7 @@ def predict(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext
                 continue
             mine = chosen[target][rows] == variant
             share = 1 / sum(m in snapshot.models[target].ensembles for m in MEMBERS[variant_of(member)])
-            totals[target][rows[mine]] += out[mine, k] * history[target].scale[member][rows[mine]] * share
+            totals[target][rows[mine]] += out[mine, k] * inputs.scale[target][member][rows[mine]] * share
     hours = ((ts - ts.astype("datetime64[D]")).astype(np.int64) // 60) % 24
     lower, upper = {}, {}
     for target in targets:
@@ -246,4 +317,4 @@ def predict(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext
             served = chosen[target] == index
             if table is not None and served.any():
                 lower[target][served], upper[target][served] = table.bounds(hours[served], totals[target][served])
-    return Predictions(totals, chosen, lower, upper, {k: columns[k] for k in CALENDAR_FIELDS})
+    return Predictions(totals, chosen, lower, upper, inputs.calendar)

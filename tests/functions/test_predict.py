@@ -343,3 +343,22 @@ def test_an_api_key_when_configured_is_required_and_never_logged(trained, settin
     refusals = [e for e in entries if e["message"] == "client error" and e.get("status") == 401]
     assert len(refusals) == 2, entries  # the refused requests were logged: there is a log to inspect
     assert key not in out.out and key not in out.err
+
+
+def test_the_per_timestamp_input_cache_predicts_what_the_vectorised_path_does(client):
+    """Small requests reuse inputs cached per timestamp; batches above 64 rows compute them at once."""
+    code, single = post(client, OBS)
+    assert code == 200
+    other = {**OBS, "Temperature": 30.0, "Timestamp": "2017-02-04T21:10:00"}
+    code, small = post(client, {"instances": [OBS, other]})
+    assert code == 200
+    code, large = post(client, {"instances": [OBS, other] * 40})
+    assert code == 200
+    for target in SPEC.target_names:
+        assert small["predictions"][0]["predictions"][target] == single["predictions"][target]
+        assert [i["predictions"][target] for i in large["predictions"][:2]] == \
+            [i["predictions"][target] for i in small["predictions"]]
+        assert large["predictions"][1]["intervals"] == small["predictions"][1]["intervals"]
+    # The weather is not cached with the timestamp: a warmer evening predicts differently.
+    code, warmer = post(client, {**other, "Temperature": 12.5})
+    assert warmer["predictions"] != small["predictions"][1]["predictions"]

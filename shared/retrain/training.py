@@ -1,11 +1,12 @@
-"""Training on the processed dataset: chronological holdout, two variants per target.
+"""Training on the processed dataset: chronological holdout, three variants per target.
 
 The holdout is the most recent ``holdout_days`` — never a random split, which on
 a 10-minute series leaks neighbouring rows into training and overstates
-accuracy. The evaluated model is the one that ships: there is no refit on the
-holdout, so predict can be checked against the training-time holdout predictions.
-Each exported variant is checked against scikit-learn's own predictions on the
-holdout and on missing-value probes (the parity gate).
+accuracy. The gates judge the model trained without the holdout; with
+``refit`` the members that ship are then refit on every row (``refit_on_all``),
+and the record keeps both prediction hashes. Each exported member is checked
+against scikit-learn's own predictions on the holdout and on missing-value
+probes (the parity gate). Each variant's holdout errors give its interval table.
 """
 
 from __future__ import annotations

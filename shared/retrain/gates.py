@@ -110,14 +110,15 @@ def _measured(metrics: Mapping[str, float] | None, key: str) -> float | None:
 
 
 def _absolute(name: str, value: float, threshold: float | None, upper: bool, label: str,
-              production: float | None) -> GateResult:
+              production: float | None, same: float) -> GateResult:
     """An absolute bound that never keeps a model worse than the candidate on the same rows:
     outside the bound, the candidate passes when ``production`` (the production model's
-    metric on the same rows, None when not measured) is worse on this very metric."""
+    metric on its rows, None when not measured) is worse than ``same`` (the candidate's
+    metric on those rows) on this very metric."""
     result = _bound(name, value, threshold, upper, label)
-    if result.status != FAILED or production is None or not math.isfinite(value):
+    if result.status != FAILED or production is None or not math.isfinite(same):
         return result
-    if not (value < production if upper else value > production):
+    if not (same < production if upper else same > production):
         return result
     side = "above" if upper else "below"
     return GateResult(name, PASSED, value, threshold,
@@ -126,17 +127,24 @@ def _absolute(name: str, value: float, threshold: float | None, upper: bool, lab
 
 
 def evaluate(config: GateConfig, metrics: Mapping[str, float], naive: Mapping[str, float],
-             champion: Mapping[str, float] | None) -> list[GateResult]:
+             champion: Mapping[str, float] | None,
+             candidate_on_champion_rows: Mapping[str, float] | None = None) -> list[GateResult]:
     """The absolute, skill and champion/challenger gates for a candidate's served holdout
-    metrics; ``champion`` is the production model's served metrics on the same rows.
+    metrics; ``champion`` is the production model's served metrics on the holdout rows it
+    never saw, and ``candidate_on_champion_rows`` the candidate's on those same rows (the
+    whole holdout when omitted). A production model refit on the holdout days it shares
+    with this holdout is judged only on the newer rows: on the others it is in-sample.
 
     An absolute bound or the skill gate the candidate misses still passes when the
     production model is measured on the same rows and is worse (see the module doc)."""
     mape = metrics["mape"]
+    same = candidate_on_champion_rows if candidate_on_champion_rows is not None else metrics
     results = [
-        _absolute("mape", mape, config.mape_max, True, "holdout MAPE (%)", _measured(champion, "mape")),
-        _absolute("r2", metrics["r2"], config.r2_min, False, "holdout R²", _measured(champion, "r2")),
-        _absolute("rmse", metrics["rmse"], config.rmse_max, True, "holdout RMSE", _measured(champion, "rmse")),
+        _absolute("mape", mape, config.mape_max, True, "holdout MAPE (%)", _measured(champion, "mape"),
+                  same["mape"]),
+        _absolute("r2", metrics["r2"], config.r2_min, False, "holdout R²", _measured(champion, "r2"), same["r2"]),
+        _absolute("rmse", metrics["rmse"], config.rmse_max, True, "holdout RMSE", _measured(champion, "rmse"),
+                  same["rmse"]),
     ]
     if naive.get("mape") is None or not math.isfinite(naive["mape"]):
         # After a gap in the data (an outage, a retracted batch) the holdout may have no
@@ -148,17 +156,20 @@ def evaluate(config: GateConfig, metrics: Mapping[str, float], naive: Mapping[st
         skill = _bound("skill", mape, naive["mape"] * (1 - config.skill_margin), True,
                        f"must beat seasonal-naive MAPE {naive['mape']:.3f}")
         production = _measured(champion, "mape")
-        if skill.status == FAILED and production is not None and math.isfinite(mape) and mape < production:
+        if (skill.status == FAILED and production is not None and math.isfinite(same["mape"])
+                and same["mape"] < production):
             # Production loses to seasonal naive too: rejecting would keep the worse model.
             skill = GateResult("skill", PASSED, mape, skill.threshold,
                                f"loses to seasonal-naive MAPE {naive['mape']:.3f} but beats production "
-                               f"{production:.3f} on the same holdout (production loses to seasonal naive too)")
+                               f"({same['mape']:.3f} vs {production:.3f} on the same rows; production "
+                               "loses to seasonal naive too)")
         results.append(skill)
     if champion is None:
         results.append(GateResult("champion", SKIPPED, mape, None, "no production model"))
     else:
-        results.append(_bound("champion", mape, champion["mape"] * (1 + config.champion_tolerance), True,
-                              f"production MAPE {champion['mape']:.3f} on the same holdout"))
+        rows = f"{int(champion['n'])} holdout rows it never saw" if "n" in champion else "the same holdout"
+        results.append(_bound("champion", same["mape"], champion["mape"] * (1 + config.champion_tolerance),
+                              True, f"production MAPE {champion['mape']:.3f} on {rows}"))
     return results
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from shared.core.calendar_store import operator_calendar
 from shared.core.dataset_spec import DatasetSpec
 from shared.core.frames import content_hash
@@ -50,6 +52,7 @@ from shared.retrain.training import (
     Prepared,
     TargetFit,
     TrainingConfig,
+    candidate_on,
     evaluate_champion,
     fit_target,
     prepare,
@@ -180,17 +183,30 @@ class Retrainer:
         digest = content_hash(f"{dataset.sha256}|{self.config.digest()}|{self.settings.code_version}".encode())
         return f"{target}-{dataset.seq:06d}-{digest[:8]}"
 
-    def _champion(self, target: str, prepared: Prepared) -> tuple[dict[str, Any] | None, dict | None, str]:
-        """The production pointer, its served metrics on this holdout, and why they are missing."""
+    def _champion(self, target: str, prepared: Prepared
+                  ) -> tuple[dict[str, Any] | None, dict | None, str, np.datetime64 | None]:
+        """The production pointer, its served metrics on the holdout rows it never saw, why
+        they are missing, and the end of the data it saw (None: it saw none of the holdout).
+
+        A production model refit on every row saw its dataset up to its lineage end, which
+        overlaps this holdout when retrains come daily: there it is in-sample, and comparing
+        would reject every honest candidate. It is judged on the newer rows only."""
         pointer = self.registry.production(target)
         if pointer is None:
-            return None, None, ""
+            return None, None, "", None
+        record = self.registry.get(pointer["version"]) or {}
+        end = (record.get("lineage") or {}).get("end")
+        seen_until = np.datetime64(end, "m") if record.get("refit") and end else None
         try:
             ensembles = self.registry.load_ensembles(pointer)
-            return pointer, evaluate_champion(ensembles, prepared, target), ""
+            champion = evaluate_champion(ensembles, prepared, target, seen_until)
         except (ArtifactError, KeyError) as exc:
             log.error("production model cannot be evaluated", fields={"target": target, "error": str(exc)})
-            return pointer, None, f"production model {pointer['version']} unusable: {exc}"
+            return pointer, None, f"production model {pointer['version']} unusable: {exc}", None
+        if not champion.get("n"):
+            return pointer, None, (f"production model {pointer['version']} was refit on every row of this "
+                                   "holdout: no row to compare on"), None
+        return pointer, champion, "", seen_until
 
     def _target(self, prepared: Prepared, dataset: DatasetVersion, target: str) -> TargetOutcome:
         version = self._version_id(target, dataset)
@@ -207,12 +223,13 @@ class Retrainer:
                                   "gates": [fit.data_gate.as_dict()]})
             return TargetOutcome(target, version, "rejected", reasons)
 
-        pointer, champion, champion_note = self._champion(target, prepared)
+        pointer, champion, champion_note, seen_until = self._champion(target, prepared)
         # Served metrics against the champion's served metrics on the same rows; the
         # parity gate refuses an export that would not predict like its model.
         parity = fit.parity or gates.GateResult("parity", gates.FAILED, None, None, "not checked")
         results = [fit.data_gate, parity, *gates.evaluate(gates.gate_config(self.spec, target),
-                                                              fit.metrics[SERVED], fit.naive, champion)]
+                                                              fit.metrics[SERVED], fit.naive, champion,
+                                                              candidate_on(fit, seen_until))]
         if champion_note:
             results[-1] = gates.GateResult("champion", gates.SKIPPED, None, None, champion_note)
         if self.config.refit and gates.passed(results):

@@ -345,12 +345,22 @@ def refit_on_all(prepared: Prepared, target: str, config: TrainingConfig, fit: T
                                refit={"rows": counts, "evaluated_prediction_sha256": fit.prediction_hash})
 
 
-def evaluate_champion(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared,
-                      target: str) -> dict[str, float]:
-    """A production model's served metrics on this run's holdout rows: the same rows and
-    the same serving rule as the candidate's ``served`` metrics, so the gate compares like
-    with like."""
+def evaluate_champion(ensembles: Mapping[str, TreeEnsemble], prepared: Prepared, target: str,
+                      seen_until: np.datetime64 | None = None) -> dict[str, float]:
+    """A production model's served metrics on this run's holdout rows after ``seen_until``
+    (the end of the data it was refit on; None: every holdout row), with the serving rule
+    of the candidate's ``served`` metrics, so the gate compares like with like."""
     mask = prepared.holdout & np.isfinite(prepared.targets[target])
+    if seen_until is not None:
+        mask &= prepared.timestamps > seen_until
+    if not mask.any():
+        return regression_metrics(np.zeros(0), np.zeros(0))
     predicted, _ = served_predictions(ensembles, rows(prepared, target, mask))
     return regression_metrics(prepared.targets[target][mask], predicted)
+
+
+def candidate_on(fit: TargetFit, seen_until: np.datetime64 | None) -> dict[str, float]:
+    """The candidate's served holdout metrics on the rows after ``seen_until`` (all when None)."""
+    keep = np.ones(len(fit.holdout_actual), bool) if seen_until is None else fit.holdout_timestamps > seen_until
+    return regression_metrics(fit.holdout_actual[keep], fit.holdout_predicted[keep])
 

@@ -80,7 +80,8 @@ def test_weekly_retrains_promote_or_reject_with_recorded_reasons(settings, backe
         assert gate["mape"]["value"] == record["metrics"]["served"]["mape"]
         if gate["champion"]["status"] != "skipped":
             assert gate["champion"]["value"] == record["metrics"]["served"]["mape"]
-            assert record["champion"]["n"] == record["metrics"]["served"]["n"]
+            # A production model refit on the shared days is judged on the newer rows only.
+            assert 0 < record["champion"]["n"] <= record["metrics"]["served"]["n"]
             assert gate["champion"]["threshold"] == pytest.approx(record["champion"]["mape"] * 1.1)
         assert record["size_bytes"] < 5 * 1024 * 1024
     for target in SPEC.target_names:

@@ -81,8 +81,22 @@ def test_a_candidate_that_loses_to_naive_but_beats_production_on_the_same_holdou
     skill = _gate(results, "skill")
     assert skill.status == gates.PASSED and gates.passed(results)
     assert skill.value == 2.630 and skill.threshold == pytest.approx(2.443)  # still the naive bound
-    assert skill.detail == ("loses to seasonal-naive MAPE 2.443 but beats production 2.663 on the same "
-                            "holdout (production loses to seasonal naive too)")
+    assert skill.detail == ("loses to seasonal-naive MAPE 2.443 but beats production (2.630 vs 2.663 on "
+                            "the same rows; production loses to seasonal naive too)")
+
+
+def test_a_production_model_is_compared_on_the_rows_it_never_saw_only():
+    """A production model refit on days this holdout shares is in-sample there: the champion
+    gate compares it with the candidate on the newer rows alone, like with like."""
+    whole = {"mape": 3.0, "r2": 0.95, "rmse": 800.0}
+    newest_day = {"mape": 3.6, "r2": 0.94, "rmse": 900.0, "n": 144}
+    production = {"mape": 3.1, "r2": 0.95, "rmse": 820.0, "n": 144}
+    champion = _gate(gates.evaluate(gates.GateConfig(), whole, {"mape": 5.0}, production, newest_day),
+                     "champion")
+    assert champion.status == gates.FAILED and champion.value == 3.6  # 3.6 > 3.1 x 1.1 on the same rows
+    assert "144 holdout rows it never saw" in champion.detail
+    fair = gates.evaluate(gates.GateConfig(), whole, {"mape": 5.0}, production, {**newest_day, "mape": 3.2})
+    assert _gate(fair, "champion").status == gates.PASSED
 
 
 @pytest.mark.parametrize("candidate,production", [

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pytest
 
+# Before anything loads scikit-learn's OpenMP runtime (tests import it directly too): the
+# servers the tests start and the test process itself share two cores (shared/retrain/training.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from shared.platform.backends import Backends, connect
 from shared.platform.settings import Settings
 from tools.emulators import EmulatorStack, EmulatorUnavailable

@@ -30,7 +30,6 @@ from shared.core.features import (
     choose_variants,
     matrix,
     target_history,
-    variant_of,
 )
 from shared.core.forest import EnsembleBank, TreeEnsemble
 from shared.core.intervals import IntervalTable
@@ -84,15 +83,16 @@ def check_inputs(context: FeatureContext, artifact: ModelArtifact) -> None:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The models one request sees, fused per member over a shared column space.
+    """The models one request sees, fused per variant over a shared column space.
 
-    ``banks[member]`` evaluates that member for every target in ``bank_targets[member]``.
+    ``banks[variant]`` evaluates every member of that variant for every target in one
+    pass; its output column ``k`` is ``(target, member)`` = ``bank_members[variant][k]``.
     """
 
     models: Mapping[str, LoadedModel] = field(default_factory=dict)
     columns: tuple[str, ...] = ()
     banks: Mapping[str, EnsembleBank] = field(default_factory=dict)
-    bank_targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    bank_members: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     order: tuple[str, ...] = ()
 
     @classmethod
@@ -100,17 +100,17 @@ class Snapshot:
         order = tuple(t for t in context.spec.target_names if t in models)
         columns = input_columns(context, order)
         index = {c: i for i, c in enumerate(columns)}
-        banks, bank_targets = {}, {}
-        for member in (m for v in VARIANTS for m in MEMBERS[v]):
-            holders = tuple(t for t in order if member in models[t].ensembles)
-            if not holders:
+        banks, bank_members = {}, {}
+        for variant in VARIANTS:
+            pairs = tuple((t, m) for t in order for m in MEMBERS[variant] if m in models[t].ensembles)
+            if not pairs:
                 continue
-            ensembles = [models[t].ensembles[member] for t in holders]
+            ensembles = [models[t].ensembles[m] for t, m in pairs]
             columns_of = [[index[_column_of(f, t)] for f in e.features]
-                          for t, e in zip(holders, ensembles, strict=True)]
-            banks[member] = EnsembleBank(ensembles, columns_of)
-            bank_targets[member] = holders
-        return cls(dict(models), tuple(columns), banks, bank_targets, order)
+                          for (t, _), e in zip(pairs, ensembles, strict=True)]
+            banks[variant] = EnsembleBank(ensembles, columns_of)
+            bank_members[variant] = pairs
+        return cls(dict(models), tuple(columns), banks, bank_members, order)
 
 
 class ModelCache:
@@ -294,19 +294,20 @@ def predict(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext
     chosen = {t: inputs.chosen[t] for t in targets}
     n = len(ts)
     totals = {t: np.zeros(n) for t in targets}
-    for member, bank in snapshot.banks.items():
-        variant = VARIANTS.index(variant_of(member))
-        holders = [t for t in snapshot.bank_targets[member] if t in chosen]
+    for name, bank in snapshot.banks.items():
+        variant = VARIANTS.index(name)
+        pairs = snapshot.bank_members[name]
+        holders = {t for t, _ in pairs if t in chosen}
         need = np.logical_or.reduce([chosen[t] == variant for t in holders]) if holders else np.zeros(n, bool)
         if not need.any():
             continue
         out = _bank_predict(bank, X[need], threads)
         rows = np.flatnonzero(need)
-        for k, target in enumerate(snapshot.bank_targets[member]):
+        for k, (target, member) in enumerate(pairs):
             if target not in chosen:
                 continue
             mine = chosen[target][rows] == variant
-            share = 1 / sum(m in snapshot.models[target].ensembles for m in MEMBERS[variant_of(member)])
+            share = 1 / sum(t == target for t, _ in pairs)  # the variant serves its members' mean
             totals[target][rows[mine]] += out[mine, k] * inputs.scale[target][member][rows[mine]] * share
     hours = ((ts - ts.astype("datetime64[D]")).astype(np.int64) // 60) % 24
     lower, upper = {}, {}

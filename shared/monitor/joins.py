@@ -30,9 +30,16 @@ class Watermark:
 
 @dataclass
 class Joined:
-    """Predictions and served inputs paired with what was observed at their timestamps."""
+    """Predictions and served inputs paired with what was observed at their timestamps.
+
+    ``accuracy`` maps (target, version) to (timestamps, predicted, actual); ``intervals``
+    the same key to the logged interval bounds of those pairs (lower, upper), NaN where
+    the request had none (a variant without an interval, or a record logged before
+    predict served intervals).
+    """
 
     accuracy: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    intervals: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     served: dict[str, np.ndarray] = field(default_factory=dict)
     observed: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -70,6 +77,7 @@ def join(entries: Iterable[Mapping[str, Any]], previous: Watermark, cut: float, 
         return joined
     step = np.timedelta64(observed.step, "m")
     accuracy: dict[tuple[str, str], list[tuple[np.ndarray, ...]]] = {}
+    intervals: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     served: dict[str, list[np.ndarray]] = {f: [] for f in features}
     seen: dict[str, list[np.ndarray]] = {f: [] for f in features}
     for entry in entries:
@@ -85,8 +93,10 @@ def join(entries: Iterable[Mapping[str, Any]], previous: Watermark, cut: float, 
             actual = observed.lag(target, slots, 0)
             rows = keep & np.isfinite(actual)
             if rows.any():
-                accuracy.setdefault((target, entry["versions"][target]), []).append(
-                    (ts[rows], np.asarray(predicted, float)[rows], actual[rows]))
+                key = (target, entry["versions"][target])
+                accuracy.setdefault(key, []).append((ts[rows], np.asarray(predicted, float)[rows], actual[rows]))
+                lower, upper = _bounds(entry, target, len(ts))
+                intervals.setdefault(key, []).append((lower[rows], upper[rows]))
         for f in features:
             value = observed.lag(f, slots, 0)
             rows = keep & np.isfinite(value)
@@ -95,6 +105,20 @@ def join(entries: Iterable[Mapping[str, Any]], previous: Watermark, cut: float, 
     for key, chunks in accuracy.items():
         ts, predicted, actual = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
         joined.accuracy[key] = (ts, predicted, actual)
+        lower, upper = (np.concatenate(parts) for parts in zip(*intervals[key], strict=True))
+        joined.intervals[key] = (lower, upper)
     joined.served = {f: np.concatenate(v) if v else np.zeros(0) for f, v in served.items()}
     joined.observed = {f: np.concatenate(v) if v else np.zeros(0) for f, v in seen.items()}
     return joined
+
+
+def _bounds(entry: Mapping[str, Any], target: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """A logged request's interval bounds for ``target`` (NaN where it has none), ``rows`` each."""
+    logged = (entry.get("intervals") or {}).get(target) or {}
+    bounds = []
+    for side in ("lower", "upper"):
+        values = logged.get(side)
+        # None (a row without an interval) becomes NaN; a record without bounds, all NaN.
+        bounds.append(np.array(values, dtype=float) if isinstance(values, list) and len(values) == rows
+                      else np.full(rows, np.nan))
+    return bounds[0], bounds[1]

@@ -9,8 +9,10 @@
   actuals are stored; newly collected rows against the training range and for
   stuck values.
 - **Accuracy against reality**: predictions whose actuals arrived since the last
-  run, MAPE and RMSE per target and model version; the production version's MAPE
-  over the lookback's runs against its holdout MAPE.
+  run, MAPE, RMSE and 80 % interval coverage per target and model version; the
+  production version's MAPE over the lookback's runs against its holdout MAPE; each
+  target's interval coverage over the lookback's runs (every version) against fixed
+  floors (``alert_rules.COVERAGE_*``).
 """
 
 from __future__ import annotations
@@ -27,15 +29,19 @@ import numpy as np
 
 from shared.core.dataset_spec import DatasetSpec
 from shared.core.features import Actuals
+from shared.core.intervals import LEVEL, coverage
 from shared.core.metrics import regression_metrics
 from shared.core.recent_actuals import ActualsSnapshot, RecentActuals
 from shared.core.registry import Registry, unpack_arrays
 from shared.monitor import input_checks as checks
 from shared.monitor.alert_rules import (
+    COVERAGE_MIN_PAIRS,
     HIGH,
     MEDIUM,
     Condition,
     accuracy_condition,
+    coverage_condition,
+    coverage_severity,
     input_conditions,
     operations_conditions,
     threshold_condition,
@@ -281,23 +287,28 @@ class Monitor:
         return found
 
     def _accuracy(self, joined: Joined, models: Mapping[str, Any], at: str,
-                  since: str) -> tuple[list[dict[str, Any]], list[Condition], list[Timeline]]:
+                  earlier: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[Condition], list[Timeline]]:
         """Live accuracy per target and version, its conditions, and the production timelines.
 
-        The condition judges a production version on every pair judged since ``since``
-        (this run's and earlier runs'): one day's error swings too much to stand for
-        the version against its holdout week.
+        The condition judges a production version on every pair judged over the lookback
+        (this run's and the ``earlier`` runs' rows): one day's error swings too much to
+        stand for the version against its holdout week. Each row also counts this run's
+        pairs inside the logged interval (``interval_coverage`` pools them per target).
         """
         rows, conditions, timelines = [], [], []
-        earlier = self._earlier_accuracy(since)
         for (target, version), (ts, predicted, actual) in sorted(joined.accuracy.items()):
             m = regression_metrics(actual, predicted)
             record = self.registry.get(version) or {}
             holdout = ((record.get("metrics") or {}).get("served") or {}).get("mape")
             production = target in models and models[target]["version"] == version
+            # Pairs without an interval (a variant without one, a record from before
+            # predict logged intervals) are not counted.
+            lower, upper = joined.intervals.get((target, version), (np.full(len(actual), np.nan),) * 2)
+            inside, pairs = coverage(actual, lower, upper)
             rows.append({"target": target, "model_version": version, "rows": m["n"], "mape": m["mape"],
                          "rmse": m["rmse"], "holdout_mape": holdout, "production": production,
-                         "measured_at": at})
+                         "interval_level": LEVEL, "interval_inside": inside, "interval_pairs": pairs,
+                         "interval_coverage": inside / pairs if pairs else None, "measured_at": at})
             same = [r for r in earlier if r["target"] == target and r["model_version"] == version]
             n = m["n"] + sum(r["rows"] for r in same)
             mape = (m["mape"] * m["n"] + sum(r["mape"] * r["rows"] for r in same)) / n
@@ -309,6 +320,36 @@ class Monitor:
                 timelines.append(Timeline(target, self.units[target], stamps[pick],
                                           predicted[first][pick], actual[first][pick]))
         return rows, conditions, timelines
+
+    def interval_coverage(self, rows: Sequence[Mapping[str, Any]], earlier: Sequence[Mapping[str, Any]],
+                          models: Mapping[str, Any], since: str) -> tuple[list[dict[str, Any]], list[Condition]]:
+        """Per target: the share of actuals inside their served interval over every pair judged
+        since ``since`` (this run's ``rows`` and the ``earlier`` runs'), every version pooled,
+        and its condition for the targets with new pairs in this run.
+
+        Every version, because the level promised is the same for all (unlike MAPE, judged
+        against each version's own holdout) and retrain may promote a new version every day,
+        before the pairs of the one it replaces are judged.
+        """
+        pool = [*rows, *earlier]
+        fresh = {r["target"] for r in rows if r.get("interval_pairs")}
+        summary, conditions = [], []
+        for target in self.spec.target_names:
+            mine = [r for r in pool if r["target"] == target]
+            if not mine:
+                continue
+            inside = sum(int(r.get("interval_inside") or 0) for r in mine)
+            pairs = sum(int(r.get("interval_pairs") or 0) for r in mine)
+            share = inside / pairs if pairs else None
+            version = models[target]["version"] if target in models else None
+            condition = coverage_condition(target, version, inside, pairs, LEVEL) if target in fresh else None
+            if condition is not None:
+                conditions.append(condition)
+            summary.append({"target": target, "level": LEVEL, "inside": inside, "pairs": pairs, "coverage": share,
+                            "since": since, "min_pairs": COVERAGE_MIN_PAIRS,
+                            "severity": coverage_severity(share) if share is not None
+                            and pairs >= COVERAGE_MIN_PAIRS else None})
+        return summary, conditions
 
     def _last_measured(self) -> list[dict[str, Any]]:
         """Accuracy rows of the latest run that had new actuals, for a run that has none."""
@@ -370,9 +411,11 @@ class Monitor:
                 found = self.collected_checks(snapshot, previous, models, newest)
                 conditions += input_conditions(checks.COLLECTED, found, self.thresholds, newest["version"])
                 input_rows += [c.as_dict() for c in found]
-        accuracy, accuracy_conditions, timelines = self._accuracy(joined, models, at,
-                                                                  iso_utc(now - lookback.total_seconds()))
-        conditions += accuracy_conditions
+        since = iso_utc(now - lookback.total_seconds())
+        earlier = self._earlier_accuracy(since)
+        accuracy, accuracy_conditions, timelines = self._accuracy(joined, models, at, earlier)
+        coverage_rows, coverage_conditions = self.interval_coverage(accuracy, earlier, models, since)
+        conditions += accuracy_conditions + coverage_conditions
 
         data = {"start": str(previous.data_until), "end": str(snapshot.last)} if snapshot.last is not None else {}
         window_info = {"length": str(window), "requests_since": iso_utc(now - window.total_seconds()),
@@ -387,7 +430,7 @@ class Monitor:
                   "requests": len(fresh), "pairs": joined.rows}
         report = {"run_id": run_id, "at": at, "cause": request.cause, "status": overall_status(open_alerts),
                   "window": window_info, "judged": judged, "operations": ops, "inputs": input_rows,
-                  "accuracy": accuracy or self._last_measured(),
+                  "accuracy": accuracy or self._last_measured(), "interval_coverage": coverage_rows,
                   "conditions": [c.as_dict() for c in conditions],
                   "alerts": {"events": [{"event": e.event, **e.alert} for e in events],
                              "notifications": outcomes},
@@ -399,7 +442,8 @@ class Monitor:
                                "severity": e.alert.get("severity")} for e in events],
                    "retrain_request": retrain}
         self.backends.documents.set(names.MONITOR_RUNS, run_id, {
-            "run_id": run_id, "at": at, "cause": request.cause, "accuracy": accuracy, "judged": judged,
+            "run_id": run_id, "at": at, "cause": request.cause, "accuracy": accuracy,
+            "interval_coverage": coverage_rows, "judged": judged,
             "operations": ops, "firing": summary["firing"], "status": report["status"],
             "events": summary["events"], "report": paths["html"]})
         log.info("monitor run finished", fields=summary)

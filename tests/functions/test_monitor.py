@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -276,6 +277,201 @@ def test_accuracy_against_reality_alerts_when_actuals_surge(trained, settings, b
     alert = backends.documents.get(names.ALERTS, "mape_increase:zone1")
     assert alert["model_version"] and alert["value"] > 0.03 and alert["threshold"] == 0.02
     assert not any(k.startswith(("skew:", "stuck:", "range:requests")) for k in opened), opened
+
+
+def logged_records(backends) -> list[tuple[str, list[dict]]]:
+    """Every object of predict's request log with its records."""
+    return [(name, [json.loads(line) for line in backends.blobs.read(name).decode().splitlines()])
+            for name in backends.blobs.list(names.PREDICTIONS)]
+
+
+def rewrite_log(backends, change) -> None:
+    """Rewrite every logged request record in place with ``change(record)`` (idempotent changes only)."""
+    for name, records in logged_records(backends):
+        body = "".join(json.dumps(change(r)) + "\n" for r in records)
+        backends.blobs.write(name, body.encode(), "application/x-ndjson")
+
+
+def actuals_at(target: str, stamps: list[str]) -> np.ndarray:
+    """The real 2017 values of ``target`` at logged timestamps."""
+    return YEAR.set_index("timestamp")[target].reindex(pd.to_datetime(stamps)).to_numpy(float)
+
+
+def recount(backends) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (target, day): actuals inside their logged interval and pairs with an interval, counted here."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for _, records in logged_records(backends):
+        for record in (r for r in records if r["status"] == 200):
+            stamps = record["inputs"]["Timestamp"]
+            for target, bounds in (record.get("intervals") or {}).items():
+                actual = actuals_at(target, stamps)
+                for ts, a, lo, hi in zip(stamps, actual, bounds["lower"], bounds["upper"], strict=True):
+                    if lo is None or hi is None or not np.isfinite([a, lo, hi]).all():
+                        continue
+                    tally = counts.setdefault((target, ts[:10]), [0, 0])
+                    tally[0] += int(lo <= a <= hi)
+                    tally[1] += 1
+    return {key: (inside, pairs) for key, (inside, pairs) in counts.items()}
+
+
+def production_accuracy(report: dict) -> dict[str, dict]:
+    return {a["target"]: a for a in report["accuracy"] if a["production"]}
+
+
+def pooled_coverage(report: dict) -> dict[str, dict]:
+    return {c["target"]: c for c in report["interval_coverage"]}
+
+
+def coverage_conditions(report: dict) -> dict[str, dict]:
+    return {c["target"]: c for c in report["conditions"] if c["metric"] == "interval_coverage"}
+
+
+def serve_and_collect_days(settings, backends, monkeypatch, days: list[str], change=None) -> None:
+    """Each day served with its real weather before its actuals exist, then collected."""
+    for day in days:
+        assert set(predict_then_flush(settings, monkeypatch, observations(day_rows(day)))) == {200}
+        if change is not None:
+            rewrite_log(backends, change)
+        collect_next_day(settings, backends)
+
+
+def test_live_interval_coverage_of_real_traffic_is_counted_pooled_and_quiet(trained, settings, backends,
+                                                                           monkeypatch):
+    reports = []
+    for day in ("2017-02-05", "2017-02-06"):  # one monitor run after each day's actuals
+        serve_and_collect_days(settings, backends, monkeypatch, [day])
+        summary = run_monitor(settings, monkeypatch)
+        reports.append((summary, json.loads(backends.blobs.read(summary["report"]["json"]))))
+    counted = recount(backends)
+    (_, first), (second_summary, second) = reports
+    for target in SPEC.target_names:
+        in1, n1 = counted[(target, "2017-02-05")]
+        in2, n2 = counted[(target, "2017-02-06")]
+        assert n1 == n2 == 144  # every day-ahead prediction came with its interval
+        # Each run counts its own new pairs, the same as counting the log by hand...
+        one, two = production_accuracy(first)[target], production_accuracy(second)[target]
+        assert (one["interval_inside"], one["interval_pairs"]) == (in1, n1)
+        assert (two["interval_inside"], two["interval_pairs"]) == (in2, n2)
+        assert two["interval_coverage"] == pytest.approx(in2 / n2)
+        # ...and pools the target's pairs over the lookback for the verdict.
+        assert pooled_coverage(first)[target] == {**pooled_coverage(first)[target], "inside": in1, "pairs": 144,
+                                                  "severity": None}
+        pool = pooled_coverage(second)[target]
+        assert (pool["inside"], pool["pairs"]) == (in1 + in2, 288)
+        assert pool["coverage"] == pytest.approx((in1 + in2) / 288) and pool["level"] == 0.8
+        # Two real February days: inside far more often than the alert floor, and a
+        # mean over the zones near the promised 80 % (one zone's two days vary more).
+        assert pool["coverage"] > 0.6 and pool["severity"] is None, pool
+    assert 0.7 <= np.mean([c["coverage"] for c in second["interval_coverage"]]) <= 0.9, second["interval_coverage"]
+    # 144 pairs are too few to judge; 288 are judged, and nothing fires.
+    assert coverage_conditions(first) == {}
+    judged = coverage_conditions(second)
+    assert set(judged) == set(SPEC.target_names)
+    assert not any(c["firing"] for c in judged.values()), judged
+    assert not any(e["alert_id"].startswith("interval_coverage:") for e in second_summary["events"])
+    # The run summary document keeps the counts (the next runs pool from them)...
+    stored = backends.documents.get(names.MONITOR_RUNS, second_summary["run_id"])
+    assert {(a["target"], a["interval_pairs"]) for a in stored["accuracy"] if a["production"]} == {
+        (t, 144) for t in SPEC.target_names}
+    assert {c["target"]: c["pairs"] for c in stored["interval_coverage"]} == {t: 288 for t in SPEC.target_names}
+    # ...and the page says it in words.
+    page = backends.blobs.read(second_summary["report"]["html"]).decode()
+    zone1 = pooled_coverage(second)["zone1"]
+    assert f"{zone1['coverage'] * 100:.1f} % of 288 actuals inside the 80 % interval" in page
+
+
+def inside_about(share: float):
+    """A log change: of each day's slots, every third has no interval (not counted); of the rest,
+    the actual is inside its interval for the first ``share`` of every ten, just above it otherwise."""
+    def change(record: dict) -> dict:
+        intervals = {}
+        for target in record["predictions"]:
+            lower, upper = [], []
+            for ts, a in zip(record["inputs"]["Timestamp"], actuals_at(target, record["inputs"]["Timestamp"]),
+                             strict=True):
+                slot = (int(ts[11:13]) * 60 + int(ts[14:16])) // 10
+                if slot % 3 == 2:
+                    lower.append(None)
+                    upper.append(None)
+                elif (slot - slot // 3) % 10 < 10 * share:
+                    lower.append(0.9 * a)
+                    upper.append(1.1 * a)
+                else:
+                    lower.append(1.05 * a)
+                    upper.append(1.2 * a)
+            intervals[target] = {"lower": lower, "upper": upper}
+        return {**record, "intervals": intervals}
+    return change
+
+
+def no_width(record: dict) -> dict:
+    """Intervals with no width at all: lower = upper = the prediction."""
+    return {**record, "intervals": {t: {"lower": p, "upper": p} for t, p in record["predictions"].items()}}
+
+
+@pytest.mark.parametrize("change,severity", [(inside_about(0.8), None), (no_width, "high")],
+                         ids=["about 80 % inside", "lower = upper = prediction"])
+def test_interval_coverage_far_below_its_level_alerts(trained, settings, backends, monkeypatch, change, severity):
+    serve_and_collect_days(settings, backends, monkeypatch, ["2017-02-05", "2017-02-06", "2017-02-07"], change)
+    summary = run_monitor(settings, monkeypatch)  # judges the three days at once
+    report = json.loads(backends.blobs.read(summary["report"]["json"]))
+    counted = recount(backends)
+    judged = coverage_conditions(report)
+    assert set(judged) == set(SPEC.target_names)
+    for target in SPEC.target_names:
+        inside = sum(counted[(target, day)][0] for day in ("2017-02-05", "2017-02-06", "2017-02-07"))
+        pairs = sum(counted[(target, day)][1] for day in ("2017-02-05", "2017-02-06", "2017-02-07"))
+        row = production_accuracy(report)[target]
+        # Pairs without an interval (None in the log) are not counted.
+        assert row["interval_pairs"] == pairs == (288 if severity is None else 432)
+        assert row["interval_coverage"] == pytest.approx(inside / pairs)
+        assert pooled_coverage(report)[target]["severity"] == severity
+        condition = judged[target]
+        assert condition["value"] == pytest.approx(inside / pairs, abs=1e-6)
+        assert condition["threshold"] == 0.5 and condition["severity"] == severity
+        assert condition["model_version"] == row["model_version"]
+    opened = opened_alerts(summary)
+    if severity is None:
+        assert all(0.75 <= c["value"] <= 0.85 for c in judged.values()), judged
+        assert not any(key.startswith("interval_coverage:") for key in opened), opened
+    else:
+        assert all(c["value"] < 0.05 for c in judged.values()), judged
+        for target in SPEC.target_names:
+            assert opened[f"interval_coverage:{target}"] == "high"
+        alert = backends.documents.get(names.ALERTS, "interval_coverage:zone1")
+        assert alert["status"] == "open" and "of 432 actuals inside the 80 % interval" in alert["detail"]
+        assert summary["status"] == "red"
+
+
+def old_format(record: dict) -> dict:
+    """A request record as predict logged it before intervals: no ``intervals``, ``history_used`` instead."""
+    old = {k: v for k, v in record.items() if k not in ("intervals", "variants")}
+    return {**old, "history_used": {t: [True] * len(p) for t, p in record["predictions"].items()}}
+
+
+def test_records_logged_before_intervals_still_measure_accuracy_without_coverage(trained, settings, backends,
+                                                                                 monkeypatch):
+    serve_and_collect_days(settings, backends, monkeypatch, ["2017-02-05"], old_format)
+    assert all("intervals" not in r for _, records in logged_records(backends) for r in records)
+    old = run_monitor(settings, monkeypatch)
+    report = json.loads(backends.blobs.read(old["report"]["json"]))
+    for row in production_accuracy(report).values():
+        assert row["rows"] == 144 and 0 < row["mape"] < 10
+        assert row["interval_pairs"] == 0 and row["interval_coverage"] is None
+    assert {(c["pairs"], c["coverage"], c["severity"]) for c in report["interval_coverage"]} == {(0, None, None)}
+    assert coverage_conditions(report) == {}
+    accuracy = re.search(r'<section id="accuracy".*?</section>',
+                         backends.blobs.read(old["report"]["html"]).decode(), re.S).group(0)
+    # Said in each target's verdict and each row, never as 0 % or nan.
+    assert accuracy.count("no interval logged") == 2 * len(SPEC.target_names)
+    assert "nan" not in accuracy.lower() and "0.0 %" not in accuracy
+    # The next day logged with intervals: counted, the old day adds nothing to the pool.
+    serve_and_collect_days(settings, backends, monkeypatch, ["2017-02-06"])
+    new = json.loads(backends.blobs.read(run_monitor(settings, monkeypatch)["report"]["json"]))
+    assert {t: r["interval_pairs"] for t, r in production_accuracy(new).items()} == {
+        t: 144 for t in SPEC.target_names}
+    assert {t: c["pairs"] for t, c in pooled_coverage(new).items()} == {t: 144 for t in SPEC.target_names}
+    assert all(c["coverage"] is not None for c in new["interval_coverage"])
 
 
 def test_operations_rules_error_rate_latency_and_cost(trained, settings, backends, monkeypatch):

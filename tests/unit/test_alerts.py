@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.monitor.alert_rules import HIGH, MEDIUM, Condition
+from shared.monitor.alert_rules import COVERAGE_MIN_PAIRS, HIGH, MEDIUM, Condition, coverage_condition
 from shared.monitor.alerts import DEESCALATED, ESCALATED, OPENED, RESOLVED, AlertBook, AlertEvent, Notifier
 from shared.platform.backends import connect
 from shared.platform.settings import Settings
@@ -63,3 +63,28 @@ def test_the_chat_message_names_the_deployment_condition_window_and_report(backe
         "report gs://bucket/reports/r1/report.html"]
     resolved = notifier.text(AlertEvent(RESOLVED, {**alert, "value": 0.05}), "/tmp/r2/report.html")
     assert resolved.startswith("[RESOLVED] forecast-prod: drift") and "report /tmp/r2/report.html" in resolved
+
+
+
+@pytest.mark.parametrize("inside,pairs,severity", [
+    (230, 288, None),  # 79.9 %: as promised
+    (144, 288, None),  # 50.0 %: low, as a real holiday week can be
+    (143, 288, MEDIUM),  # 49.7 %
+    (72, 288, MEDIUM),  # 25.0 %
+    (71, 288, HIGH),  # 24.7 %
+    (0, 1008, HIGH),  # intervals of no width
+])
+def test_interval_coverage_fires_below_its_floors(inside, pairs, severity):
+    condition = coverage_condition("zone1", "zone1-v7", inside, pairs, 0.8)
+    assert condition is not None
+    assert (condition.firing, condition.severity) == (severity is not None, severity)
+    assert condition.key == "interval_coverage:zone1" and condition.model_version == "zone1-v7"
+    assert condition.value == pytest.approx(inside / pairs) and condition.threshold == 0.5
+    assert condition.detail == (f"{inside / pairs * 100:.1f} % of {pairs:,} actuals inside the 80 % interval "
+                                "(medium below 50 %, high below 25 %)")
+
+
+def test_interval_coverage_is_not_judged_on_too_few_pairs():
+    assert COVERAGE_MIN_PAIRS == 288  # two days of 10-minute slots
+    assert coverage_condition("zone1", "zone1-v7", 0, COVERAGE_MIN_PAIRS - 1, 0.8) is None
+    assert coverage_condition("zone1", "zone1-v7", 0, COVERAGE_MIN_PAIRS, 0.8) is not None

@@ -53,6 +53,19 @@ def condition(key: str, value: float, threshold: float, severity: str | None) ->
             "target": None, "model_version": None}
 
 
+def interval_pairs(inside: int, pairs: int) -> dict:
+    """An accuracy row's count of this run's actuals inside their logged 80 % interval."""
+    return {"interval_level": 0.8, "interval_inside": inside, "interval_pairs": pairs,
+            "interval_coverage": inside / pairs if pairs else None}
+
+
+def pooled(target: str, inside: int, pairs: int, severity: str | None = None) -> dict:
+    """A target's interval coverage over the lookback, every version (the run's ``interval_coverage``)."""
+    return {"target": target, "level": 0.8, "inside": inside, "pairs": pairs,
+            "coverage": inside / pairs if pairs else None, "since": "2026-11-16T22:00:05+00:00",
+            "min_pairs": 288, "severity": severity}
+
+
 def realistic_report(**changes: object) -> dict:
     inputs = [check("requests", "Temperature", "skew", 0.41, 0.2, "alert", 288),
               check("requests", "Temperature", "range", 0.12, 0.05, "warn", 288),
@@ -72,9 +85,10 @@ def realistic_report(**changes: object) -> dict:
         "inputs": inputs,
         "accuracy": [
             {"target": "zone1", "model_version": "zone1-000012-cc33dd44", "rows": 144, "mape": 4.6,
-             "rmse": 1510.2, "holdout_mape": 1.9, "production": True},
+             "rmse": 1510.2, "holdout_mape": 1.9, "production": True, **interval_pairs(116, 144)},
             {"target": "zone1", "model_version": "zone1-000011-aa11bb22", "rows": 20, "mape": 2.4,
              "rmse": 880.0, "holdout_mape": None, "production": False}],
+        "interval_coverage": [pooled("zone1", 790, 1008), pooled("zone2", 100, 144)],
         "conditions": [condition("error_rate:predict", 0.002, 0.05, None),
                        condition("input_skew:Temperature", 0.41, 0.2, "high"),
                        condition("freshness:accepted_data", 9.5, 6.0, "medium")],
@@ -253,6 +267,46 @@ def test_accuracy_marks_the_serving_version_and_says_when_there_is_nothing():
     assert "zone1-000012-cc33dd44 serving 144 4.60 % 1.90 % +2.70 pp" in text
     assert "zone1-000011-aa11bb22 20" in text and "serving" not in text.split("zone1-000011-aa11bb22")[1]
     assert "No predictions with actuals yet." in section_text(realistic_page(accuracy=[]), "accuracy")
+
+
+def test_interval_coverage_reads_verdict_first_with_its_count():
+    text = section_text(realistic_page(), "accuracy")
+    # Per target, the verdict on the lookback's pairs comes before the table...
+    assert ("Prediction intervals ✓ ok zone1: 78.4 % of 1,008 actuals inside the 80 % interval, every version "
+            "since 2026-11-16 22:00 UTC too few to judge (144 of 288) zone2: 69.4 % of 144 actuals inside the "
+            "80 % interval, every version since 2026-11-16 22:00 UTC") in text
+    assert "A warning below 50 %, an alert below 25 %, from 288 pairs on" in text
+    assert text.index("Prediction intervals") < text.index("Model version")
+    # ...and the table counts each run's new pairs per version, in a column of its own.
+    assert "RMSE 80 % interval coverage" in text
+    assert "+2.70 pp 1510 kW (unconfirmed) 80.6 % of 144 actuals inside the 80 % interval" in text
+    # A row from records logged before predict served intervals says so, never 0 % or nan.
+    assert "zone1-000011-aa11bb22 20 2.40 % — — 880 kW (unconfirmed) no interval logged" in text
+
+
+@pytest.mark.parametrize("summary,reads", [
+    (pooled("zone1", 160, 432, "medium"), "▲ warn zone1: 37.0 % of 432 actuals inside the 80 % interval"),
+    (pooled("zone1", 20, 432, "high"), "● alert zone1: 4.6 % of 432 actuals inside the 80 % interval"),
+    (pooled("zone1", 0, 0), "not judged zone1: no interval logged"),
+])
+def test_interval_coverage_verdicts_say_the_alert_level_in_words(summary, reads):
+    text = section_text(realistic_page(interval_coverage=[summary]), "accuracy")
+    assert f"Prediction intervals {reads}" in text, text
+    assert ("every version since" in text) == (summary["pairs"] > 0)
+
+
+def test_no_interval_section_without_coverage_and_none_without_rows_before_it():
+    assert "Prediction intervals" not in section_text(realistic_page(interval_coverage=[]), "accuracy")
+    text = section_text(realistic_page(accuracy=[]), "accuracy")
+    assert text.startswith("Accuracy against actuals No predictions with actuals yet. Prediction intervals ✓ ok")
+
+
+def test_an_interval_coverage_alert_reads_in_percent():
+    low = alert("interval_coverage:zone1", "high", 0.046, 0.5, "2026-11-23T16:00:03+00:00",
+                "4.6 % of 432 actuals inside the 80 % interval (medium below 50 %, high below 25 %)")
+    text = section_text(render(realistic_report(), [low], [], [], {}), "open-alerts")
+    assert "Prediction interval coverage too low — zone1" in text
+    assert "4.6 % 50 %" in text and "4.6 % of 432 actuals inside the 80 % interval" in text
 
 
 def test_every_plot_with_data_is_an_svg_with_labelled_axes_and_units():

@@ -278,7 +278,11 @@ def fit_members(prepared: Prepared, target: str, config: TrainingConfig, train_m
         counts[member] = int(usable.sum())
         if not counts[member]:
             continue
-        model = fit_bounded(config.build(), X[usable], y[usable] / data.history.scale[member][usable])
+        X = X[usable]
+        # A column with no value yet (a 14-day lag in a series' first two weeks) cannot be
+        # binned; held constant it is never split on, so what predict later sends is unused.
+        X[:, ~np.isfinite(X).any(axis=0)] = 0.0
+        model = fit_bounded(config.build(), X, y[usable] / data.history.scale[member][usable])
         models[member] = model
         ensembles[member] = from_hist_gradient_boosting(model, names)
     return ensembles, models, counts

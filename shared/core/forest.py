@@ -18,7 +18,7 @@ ensembles (targets, variants) are evaluated in one pass over shared inputs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,8 +28,13 @@ from shared.platform.errors import InvalidData
 CHUNK_ROWS = 512
 # The array layout's version. Bump it whenever the arrays or their meaning change:
 # a loader refuses any other version rather than evaluate arrays it misreads.
-# Version 2 added ``missing_left``; artifacts before it carry no version at all.
+# Version 2 added ``missing_left``; artifacts before it carry no version at all. The
+# check rows (``check_inputs``/``check_outputs``) are optional, so adding them kept version 2.
 FORMAT_VERSION = 2
+# Deepest tree a loader accepts: scikit-learn's trees of 31 leaves are at most 30 deep.
+MAX_DEPTH = 64
+# Largest relative difference from the predictions recorded at training time (as the parity gate).
+CHECK_TOLERANCE = 1e-9
 
 
 class FormatError(InvalidData):
@@ -49,6 +54,10 @@ class TreeEnsemble:
     roots: np.ndarray         # int32 [trees]
     depth: int
     baseline: float
+    # Input rows and the predictions the trained model gave for them, recorded at training
+    # time: a loader evaluates the arrays on them before serving (``verify``).
+    check_inputs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    check_outputs: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def n_trees(self) -> int:
@@ -62,35 +71,90 @@ class TreeEnsemble:
                 f"{prefix}children": self.children, f"{prefix}value": self.value,
                 f"{prefix}roots": self.roots,
                 f"{prefix}meta": np.array([self.depth, self.baseline], dtype=float),
-                f"{prefix}features": np.array(self.features, dtype=str)}
+                f"{prefix}features": np.array(self.features, dtype=str),
+                f"{prefix}check_inputs": self.check_inputs, f"{prefix}check_outputs": self.check_outputs}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> TreeEnsemble:
-        """The ensemble stored under ``prefix``; FormatError for another format version,
-        KeyError for a missing array."""
+        """The ensemble stored under ``prefix``, verified (``verify``); FormatError for another
+        format version or arrays that do not form trees, KeyError for a missing array."""
+        name = prefix.rstrip("/") or "ensemble"
         version = arrays.get(f"{prefix}format_version")
         found = None if version is None or np.size(version) != 1 else int(np.ravel(version)[0])
         if found != FORMAT_VERSION:
-            raise FormatError(f"{prefix or 'ensemble'} has format version {found}, this code reads "
+            raise FormatError(f"{name} has format version {found}, this code reads "
                               f"{FORMAT_VERSION}; retrain to produce a current artifact")
-        meta = arrays[f"{prefix}meta"]
-        ensemble = cls(features=tuple(str(f) for f in arrays[f"{prefix}features"]),
-                       feature=arrays[f"{prefix}feature"].astype(np.int32),
-                       threshold=arrays[f"{prefix}threshold"].astype(float),
-                       missing_left=arrays[f"{prefix}missing_left"].astype(bool),
-                       children=arrays[f"{prefix}children"].astype(np.int32),
-                       value=arrays[f"{prefix}value"].astype(float),
-                       roots=arrays[f"{prefix}roots"].astype(np.int32),
-                       depth=int(meta[0]), baseline=float(meta[1]))
-        nodes = len(ensemble.feature)
-        if not (len(ensemble.threshold) == len(ensemble.missing_left) == len(ensemble.value) == nodes
-                and len(ensemble.children) == 2 * nodes):
-            raise FormatError(f"{prefix or 'ensemble'} has node arrays of different lengths")
+        try:
+            meta = np.asarray(arrays[f"{prefix}meta"], dtype=float).ravel()
+            ensemble = cls(features=tuple(str(f) for f in np.ravel(arrays[f"{prefix}features"])),
+                           feature=_vector(arrays[f"{prefix}feature"], np.int32),
+                           threshold=_vector(arrays[f"{prefix}threshold"], float),
+                           missing_left=_vector(arrays[f"{prefix}missing_left"], bool),
+                           children=_vector(arrays[f"{prefix}children"], np.int32),
+                           value=_vector(arrays[f"{prefix}value"], float),
+                           roots=_vector(arrays[f"{prefix}roots"], np.int32),
+                           depth=int(meta[0]), baseline=float(meta[1]),
+                           check_inputs=np.asarray(arrays.get(f"{prefix}check_inputs", np.zeros((0, 0))), float),
+                           check_outputs=np.asarray(arrays.get(f"{prefix}check_outputs", np.zeros(0)), float))
+        except (TypeError, ValueError, IndexError, OverflowError) as exc:
+            raise FormatError(f"{name} has unreadable arrays: {exc}") from exc
+        ensemble.verify(name)
         return ensemble
+
+    def verify(self, name: str = "ensemble") -> None:
+        """FormatError unless the arrays form trees this code can evaluate (lengths, indices
+        in range, every path a leaf within ``depth`` steps, finite leaves) and they reproduce
+        the recorded ``check_outputs`` on ``check_inputs``."""
+        nodes = len(self.feature)
+        if not (nodes and len(self.threshold) == len(self.missing_left) == len(self.value) == nodes
+                and len(self.children) == 2 * nodes):
+            raise FormatError(f"{name} has node arrays of different lengths, or none")
+        if not len(self.roots) or not 0 <= self.depth <= MAX_DEPTH or not np.isfinite(self.baseline):
+            raise FormatError(f"{name} has no trees, a depth outside 0..{MAX_DEPTH} or a non-finite baseline")
+        if not (_in_range(self.children, nodes) and _in_range(self.roots, nodes)):
+            raise FormatError(f"{name} points to nodes outside its {nodes} nodes")
+        own = np.arange(nodes)
+        leaf = self.children[0::2] == own
+        if (leaf != (self.children[1::2] == own)).any():
+            raise FormatError(f"{name} has nodes with only one child")
+        if not _in_range(self.feature[~leaf], len(self.features)) or np.isnan(self.threshold[~leaf]).any():
+            raise FormatError(f"{name} splits on a feature it does not have, or on a NaN threshold")
+        if not np.isfinite(self.value[leaf]).all():
+            raise FormatError(f"{name} has non-finite leaf values")
+        reached = np.unique(self.roots)
+        for _ in range(self.depth):
+            reached = np.unique(self.children[np.concatenate([2 * reached, 2 * reached + 1])])
+        if not leaf[reached].all():
+            raise FormatError(f"{name} has trees deeper than its recorded depth {self.depth}")
+        self._verify_check_rows(name)
+
+    def _verify_check_rows(self, name: str) -> None:
+        if not self.check_outputs.size:
+            return  # written before check rows were recorded
+        X = self.check_inputs
+        if X.ndim != 2 or X.shape != (len(self.check_outputs), len(self.features)):
+            raise FormatError(f"{name} has check rows of shape {X.shape} for {len(self.features)} features")
+        got = self.predict(X)
+        scale = max(float(np.max(np.abs(self.check_outputs))), np.finfo(float).tiny)
+        worst = float(np.max(np.abs(got - self.check_outputs))) / scale
+        if not worst <= CHECK_TOLERANCE:  # NaN fails too
+            raise FormatError(f"{name} does not reproduce its training-time predictions "
+                              f"(relative difference {worst:.3g})")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions for a (rows, len(features)) float matrix."""
         return EnsembleBank([self], [list(range(len(self.features)))]).predict(X)[:, 0]
+
+
+def _vector(values: np.ndarray, dtype: type) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"expected a vector, found shape {array.shape}")
+    return array.astype(dtype)
+
+
+def _in_range(index: np.ndarray, size: int) -> bool:
+    return bool(((index >= 0) & (index < size)).all())
 
 
 class EnsembleBank:

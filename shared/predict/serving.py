@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from shared.core.features import (
     matrix,
     target_history,
 )
-from shared.core.forest import EnsembleBank, TreeEnsemble
+from shared.core.forest import EnsembleBank, FormatError, TreeEnsemble
 from shared.core.intervals import IntervalTable
 from shared.core.registry import ArtifactError, ModelArtifact, Registry
 from shared.platform.log import get_logger
@@ -113,6 +114,15 @@ class Snapshot:
         return cls(dict(models), tuple(columns), banks, bank_members, order)
 
 
+def trial_prediction(snapshot: Snapshot) -> None:
+    """FormatError unless every bank of ``snapshot`` predicts finite values for a row of zeros
+    and a row of missing values (each member already reproduced its training-time check rows)."""
+    rows = np.vstack([np.zeros(len(snapshot.columns)), np.full(len(snapshot.columns), np.nan)])
+    for variant, bank in snapshot.banks.items():
+        if not np.isfinite(bank.predict(rows)).all():
+            raise FormatError(f"the {variant} models predict non-finite values")
+
+
 class ModelCache:
     """The instance's production models, refreshed from the registry pointers."""
 
@@ -145,32 +155,50 @@ class ModelCache:
             return
         self.errors.pop("registry", None)
         models = dict(self.snapshot.models)
-        changed = False
+        changed: list[str] = []
         for target in self.spec.target_names:
             pointer = pointers.get(target)
             if pointer is None:
                 continue
             loaded = models.get(target)
             if loaded is not None and loaded.version == pointer["version"]:
+                self.errors.pop(target, None)  # e.g. rolled back to the version that serves
                 continue
             try:
-                artifact = self.registry.load_model(pointer)
-                check_inputs(self.context, artifact)
-            except (ArtifactError, KeyError, ValueError) as exc:
-                self.errors[target] = f"cannot load {pointer['version']}: {exc}"
-                log.error("model load failed; the previous model keeps serving", fields={
-                    "target": target, "version": pointer["version"], "error": str(exc),
-                    "serving": loaded.version if loaded else None})
+                candidate = self._load(target, pointer)
+            except Exception as exc:  # whatever the artifact holds, it never reaches a request
+                self._refuse(target, pointer, loaded, f"{type(exc).__name__}: {exc}")
                 continue
-            self.errors.pop(target, None)
-            models[target] = LoadedModel(target, pointer["version"], pointer["sha256"], iso_utc(),
-                                         artifact.ensembles, artifact.intervals)
-            changed = True
-            log.info("model loaded", fields={"target": target, "version": pointer["version"],
-                                             "previous": loaded.version if loaded else None})
+            models[target] = candidate
+            changed.append(target)
         if changed:
-            self.snapshot = Snapshot.build(self.context, models)  # the one atomic swap
+            try:
+                snapshot = Snapshot.build(self.context, models)
+                trial_prediction(snapshot)
+            except Exception as exc:  # the new versions together do not serve: keep the old ones
+                for target in changed:
+                    self._refuse(target, pointers[target], self.snapshot.models.get(target),
+                                 f"trial prediction failed: {type(exc).__name__}: {exc}")
+                snapshot = None
+            if snapshot is not None:
+                self.snapshot = snapshot  # the one atomic swap
+                for target in changed:
+                    self.errors.pop(target, None)
+                    log.info("model loaded", fields={"target": target, "version": models[target].version})
         self.last_check = self.clock()
+
+    def _load(self, target: str, pointer: Mapping[str, Any]) -> LoadedModel:
+        """The pointer's version, read, hash-checked and verified (``TreeEnsemble.verify``)."""
+        artifact = self.registry.load_model(pointer)
+        check_inputs(self.context, artifact)
+        return LoadedModel(target, pointer["version"], pointer["sha256"], iso_utc(),
+                           artifact.ensembles, artifact.intervals)
+
+    def _refuse(self, target: str, pointer: Mapping[str, Any], serving: LoadedModel | None, reason: str) -> None:
+        self.errors[target] = f"cannot load {pointer.get('version')}: {reason}"[:500]
+        log.error("model load failed; the previous model keeps serving", fields={
+            "target": target, "version": pointer.get("version"), "error": reason[:500],
+            "serving": serving.version if serving else None})
 
 
 @dataclass

@@ -10,6 +10,7 @@ and on missing-value probes, and the retrain gates refuse a candidate that diffe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,9 @@ from shared.platform.errors import InvalidData
 # Rows per feature in the missing-value probe: enough to reach every split on that
 # feature in practice, few enough that the check costs well under a second.
 PROBE_ROWS_PER_FEATURE = 256
+# Check rows stored with each export, half of them with one missing value: a few KiB per
+# member, enough that a loader notices arrays that do not predict as the model did.
+CHECK_ROWS = 16
 
 
 class UnsupportedModel(InvalidData):
@@ -82,6 +86,20 @@ def from_hist_gradient_boosting(model: Any, features: Sequence[str]) -> TreeEnse
                         children=np.concatenate(children), value=np.concatenate(value),
                         roots=np.array(roots, dtype=np.int32), depth=depth,
                         baseline=float(np.ravel(model._baseline_prediction)[0]))
+
+
+def with_check_rows(ensemble: TreeEnsemble, model: Any, X: np.ndarray, seed: int = 0) -> TreeEnsemble:
+    """``ensemble`` carrying ``CHECK_ROWS`` rows of ``X`` (half with one value missing) and
+    ``model.predict`` on them: the loader's trial prediction (``TreeEnsemble.verify``)."""
+    X = np.asarray(X, dtype=float)
+    if not len(X):
+        return ensemble
+    rng = np.random.default_rng(seed)
+    rows = X[np.linspace(0, len(X) - 1, min(CHECK_ROWS, len(X))).astype(int)].copy()
+    half = np.arange(len(rows)) % 2 == 1
+    rows[half, rng.integers(0, X.shape[1], int(half.sum()))] = np.nan
+    return dataclasses.replace(ensemble, check_inputs=rows,
+                               check_outputs=np.asarray(model.predict(rows), dtype=float))
 
 
 def missing_value_probe(X: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -40,7 +40,12 @@ from shared.core.forest import TreeEnsemble
 from shared.core.intervals import IntervalTable, fit_interval_table
 from shared.core.metrics import regression_metrics
 from shared.retrain import gates
-from shared.retrain.export import from_hist_gradient_boosting, missing_value_probe, parity_error
+from shared.retrain.export import (
+    from_hist_gradient_boosting,
+    missing_value_probe,
+    parity_error,
+    with_check_rows,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -284,7 +289,7 @@ def fit_members(prepared: Prepared, target: str, config: TrainingConfig, train_m
         X[:, ~np.isfinite(X).any(axis=0)] = 0.0
         model = fit_bounded(config.build(), X, y[usable] / data.history.scale[member][usable])
         models[member] = model
-        ensembles[member] = from_hist_gradient_boosting(model, names)
+        ensembles[member] = with_check_rows(from_hist_gradient_boosting(model, names), model, X)
     return ensembles, models, counts
 
 

@@ -13,10 +13,16 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from shared.core.forest import FORMAT_VERSION, EnsembleBank, TreeEnsemble
+from shared.core.forest import FORMAT_VERSION, EnsembleBank, FormatError, TreeEnsemble
 from shared.core.registry import ArtifactError, ensembles_from_bytes, ensembles_to_bytes, pack_arrays, unpack_arrays
 from shared.retrain import gates
-from shared.retrain.export import UnsupportedModel, from_hist_gradient_boosting, missing_value_probe, parity_error
+from shared.retrain.export import (
+    UnsupportedModel,
+    from_hist_gradient_boosting,
+    missing_value_probe,
+    parity_error,
+    with_check_rows,
+)
 
 FEATURES = [f"f{i}" for i in range(6)]
 
@@ -193,3 +199,63 @@ def test_pickled_objects_are_refused_both_ways():
         unpack_arrays(buffer.getvalue())["evil"]
     with pytest.raises(ArtifactError):
         unpack_arrays(b"not a zip at all")
+
+
+def _fitted_with_check_rows(data):
+    X, y = data
+    model = HistGradientBoostingRegressor(max_iter=10, max_depth=4, random_state=0).fit(X, y)
+    return with_check_rows(from_hist_gradient_boosting(model, FEATURES), model, X)
+
+
+def _set(name, index, value):
+    def change(arrays):
+        arrays[name] = arrays[name].astype(type(value) if not isinstance(value, bool) else bool).copy()
+        arrays[name][index] = value
+    return change
+
+
+def _first_split(ensemble: TreeEnsemble) -> int:
+    return int(np.flatnonzero(ensemble.children[0::2] != np.arange(len(ensemble.feature)))[0])
+
+
+# Each way arrays can be well-formed as an archive but not as trees, and what verify says.
+BROKEN = {
+    "child outside the tree": (lambda e: _set("m/children", 0, 10 ** 6), "outside its"),
+    "negative root": (lambda e: _set("m/roots", 0, -1), "outside its"),
+    "one child only": (lambda e: _set("m/children", 2 * _first_leaf(e) + 1, 0), "only one child"),
+    "split on a missing feature": (lambda e: _set("m/feature", _first_split(e), 99), "feature it does not have"),
+    "NaN threshold": (lambda e: _set("m/threshold", _first_split(e), float("nan")), "NaN threshold"),
+    "infinite leaf": (lambda e: _set("m/value", _first_leaf(e), float("inf")), "non-finite leaf"),
+    "depth understated": (lambda e: _set("m/meta", 0, 1.0), "deeper than its recorded depth"),
+    "leaves scaled by 1 %": (lambda e: lambda a: a.update({"m/value": a["m/value"] * 1.01}),
+                             "training-time predictions"),
+    "threshold moved": (lambda e: _set("m/threshold", _first_split(e), -1e9), "training-time predictions"),
+    "check rows of another width": (lambda e: lambda a: a.update({"m/check_inputs": a["m/check_inputs"][:, :2]}),
+                                    "check rows of shape"),
+    "node arrays of different lengths": (lambda e: lambda a: a.update({"m/value": a["m/value"][:-1]}),
+                                         "different lengths"),
+}
+
+
+def _first_leaf(ensemble: TreeEnsemble) -> int:
+    return int(np.flatnonzero(ensemble.children[0::2] == np.arange(len(ensemble.feature)))[0])
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_arrays_that_are_not_the_trained_trees_never_load(data, kind):
+    ensemble = _fitted_with_check_rows(data)
+    arrays = ensemble.to_arrays("m/")
+    TreeEnsemble.from_arrays(arrays, "m/")  # intact, it loads
+    breaking, reason = BROKEN[kind]
+    breaking(ensemble)(arrays)
+    with pytest.raises(FormatError, match=reason):
+        TreeEnsemble.from_arrays(arrays, "m/")
+
+
+def test_check_rows_travel_with_the_artifact_and_hold_missing_values(data):
+    ensemble = _fitted_with_check_rows(data)
+    assert ensemble.check_inputs.shape == (16, len(FEATURES))
+    assert np.isnan(ensemble.check_inputs).any(axis=1).sum() == 8
+    loaded = ensembles_from_bytes(ensembles_to_bytes({"m": ensemble}), ["m"])["m"]
+    np.testing.assert_array_equal(loaded.check_outputs, ensemble.check_outputs)
+    np.testing.assert_allclose(loaded.predict(loaded.check_inputs), ensemble.check_outputs, rtol=1e-12)

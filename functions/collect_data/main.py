@@ -22,7 +22,7 @@ collector = Collector(settings, backends, spec, build_sources(settings.collect_s
 
 
 @functions_framework.http
-@http_entry("collect_data", methods=("POST",))
+@http_entry("collect_data", methods=("POST",), max_body_bytes=settings.max_request_bytes)
 def collect_data(request: Any) -> tuple[Any, int]:
     """Collect what the request asks for; 200, or 502 when a source failed outright."""
     parsed = api.read_request(request, spec, collector.source_names, settings.collect_window)

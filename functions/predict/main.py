@@ -23,7 +23,7 @@ api = PredictApi(service, settings.predict_api_key)
 
 
 @functions_framework.http
-@http_entry("predict", methods=("GET", "POST"))
+@http_entry("predict", methods=("GET", "POST"), max_body_bytes=settings.max_request_bytes)
 def predict(request: Any) -> tuple[Any, int, dict[str, str]]:
     """Route the request (predict, health, OpenAPI, docs, model-updated push)."""
     return api.handle(request)

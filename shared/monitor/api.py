@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.monitor.service import MonitorRequest
 from shared.platform.errors import InvalidRequest
-from shared.platform.http import duration_field, is_pubsub_push, read_json_object, unknown_fields
+from shared.platform.http import duration_field, is_pubsub_push, read_json_object, read_push_envelope, unknown_fields
 
 REQUEST_FIELDS = ("window",)
 
@@ -29,6 +29,7 @@ def parse_request(body: Mapping[str, Any]) -> MonitorRequest:
 def read_request(request: Any) -> MonitorRequest:
     """The MonitorRequest an HTTP request carries: a push runs on the default window."""
     if is_pubsub_push(request):
+        read_push_envelope(request)
         return MonitorRequest(cause="model-updated")
     return parse_request(read_json_object(request, allow_empty=True))
 

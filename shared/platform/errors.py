@@ -48,6 +48,10 @@ class UnsupportedMediaType(InvalidRequest):
     """The request body is not of a content type the endpoint reads."""
 
 
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than the endpoint reads (refused before it is read)."""
+
+
 class Unauthorized(ForecastError):
     """Missing or wrong credentials."""
 

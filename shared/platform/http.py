@@ -20,6 +20,7 @@ from shared.platform.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
@@ -33,6 +34,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 Response = tuple[str, int, dict[str, str]]
 # Most specific first: the first class an error is an instance of gives its status.
 STATUSES: tuple[tuple[type[ForecastError], int], ...] = (
+    (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (InvalidRequest, 400),
     (Unauthorized, 401),
@@ -43,9 +45,18 @@ STATUSES: tuple[tuple[type[ForecastError], int], ...] = (
     (Unavailable, 503),
 )
 RETRY_STATUSES = (500, 502, 503, 504)
+# The largest body an HTTP function reads unless configured otherwise (MAX_REQUEST_BYTES):
+# the largest legal predict batch, 10,000 observations, is about 1.5 MB of JSON.
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+BODY_LIMIT_KEY = "forecast.max_body_bytes"  # the WSGI environ entry read_body reads the limit from
+# Integer literals longer than this decode as infinity, which field validation refuses by
+# name; Python itself refuses to convert ints of more than 4,300 digits.
+MAX_INT_DIGITS = 400
 
-__all__ = ["JSON_HEADERS", "STATUSES", "error_body", "field_error", "http_entry", "http_session",
-           "is_pubsub_push", "json_response", "read_json_object", "status_for", "unknown_fields"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "JSON_HEADERS", "STATUSES", "decode_json", "error_body", "field_error",
+           "http_entry", "http_session", "is_pubsub_push", "json_response", "read_body", "read_json_object",
+           "read_push_envelope",
+           "status_for", "unknown_fields"]
 
 
 def status_for(exc: BaseException) -> int:
@@ -67,20 +78,59 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
             {**JSON_HEADERS, **(headers or {})})
 
 
+def _int_or_infinity(text: str) -> int | float:
+    if len(text.lstrip("-")) <= MAX_INT_DIGITS:
+        return int(text)
+    return float("-inf") if text.startswith("-") else float("inf")
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """JSON text as Python values, guarded: InvalidRequest (field ``body``) for text that is not
+    JSON or nests deeper than the interpreter's recursion limit; huge integers decode as
+    infinity, so the field that holds one is refused by its own validation."""
+    try:
+        return json.loads(raw, parse_int=_int_or_infinity)
+    except RecursionError as exc:
+        raise InvalidRequest("request body is nested too deeply",
+                             [field_error("body", "nested too deeply")]) from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest("request body is not valid JSON",
+                             [field_error("body", "invalid JSON", detail=str(exc)[:200])]) from exc
+
+
+def too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body larger than {max_bytes} bytes",
+                           [field_error("body", "too large", max_bytes=max_bytes)])
+
+
+def read_body(request: Any) -> bytes:
+    """The request body; PayloadTooLarge past the limit ``http_entry`` set on the request.
+
+    A chunked body has no length to check up front: the stream is capped one byte past the
+    limit (werkzeug stops a capped stream silently), so reading that byte means too large.
+    """
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    limit = request.environ.get(BODY_LIMIT_KEY)
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge as exc:
+        raise too_large(limit or request.max_content_length) from exc
+    if limit is not None and len(raw) > limit:
+        raise too_large(limit)
+    return raw
+
+
 def read_json_object(request: Any, allow_empty: bool = True) -> dict[str, Any]:
     """The request body as a JSON object; UnsupportedMediaType or InvalidRequest otherwise."""
-    raw = request.get_data(cache=True)
+    raw = read_body(request)
     if not raw.strip():
         if allow_empty:
             return {}
         raise InvalidRequest("request body is empty", [field_error("body", "missing")])
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {request.mimetype or 'none'}")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest("request body is not valid JSON",
-                             [field_error("body", "invalid JSON", detail=str(exc))]) from exc
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object",
                              [field_error("body", "wrong type", expected="object")])
@@ -109,6 +159,28 @@ def is_pubsub_push(request: Any) -> bool:
     return path.startswith("/projects/") and "/topics/" in path
 
 
+def read_push_envelope(request: Any) -> dict[str, Any]:
+    """The Pub/Sub push envelope a push route accepts: a POSTed JSON object whose
+    ``message`` object carries base64 ``data`` and a message id; InvalidRequest (or
+    MethodNotAllowed) naming what is wrong otherwise. Who may push is Cloud Run's
+    check of the subscription's OIDC token (docs/deploy.md), not this one."""
+    if request.method != "POST":
+        raise MethodNotAllowed(request.method, ("POST",))
+    body = read_json_object(request, allow_empty=False)
+    message = body.get("message")
+    errors = []
+    if not isinstance(message, dict):
+        errors.append(field_error("message", "missing or not an object"))
+    else:
+        if not isinstance(message.get("data", ""), str):
+            errors.append(field_error("message.data", "wrong type", expected="base64 string"))
+        if not isinstance(message.get("messageId", message.get("message_id")), str):
+            errors.append(field_error("message.messageId", "missing or not a string"))
+    if errors:
+        raise InvalidRequest("not a Pub/Sub push envelope", errors)
+    return body
+
+
 def http_session(retries: int, backoff: float, statuses: Iterable[int] = RETRY_STATUSES,
                  methods: Iterable[str] = ("GET",)) -> Any:
     """A ``requests`` session that retries connection errors, timeouts and ``statuses``.
@@ -129,10 +201,14 @@ def http_session(retries: int, backoff: float, statuses: Iterable[int] = RETRY_S
     return session
 
 
-def http_entry(component: str, methods: Iterable[str] = ("GET", "POST")) -> Callable:
-    """Wrap a handler returning ``(body, status[, headers])``: trace, method check, error -> status.
+def http_entry(component: str, methods: Iterable[str] = ("GET", "POST"),
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Callable:
+    """Wrap a handler returning ``(body, status[, headers])``: trace, method check, body
+    limit, error -> status.
 
-    A ``str`` body is sent as is (with the handler's Content-Type); anything else as JSON.
+    A body declared larger than ``max_body_bytes`` is refused (413) before a byte of it is
+    read; a chunked one is cut off as it streams past the limit. A ``str`` body is sent as
+    is (with the handler's Content-Type); anything else as JSON.
     """
     allowed = tuple(methods)
     log = get_logger(component)
@@ -143,6 +219,12 @@ def http_entry(component: str, methods: Iterable[str] = ("GET", "POST")) -> Call
             bind_trace(request.headers)
             if request.method not in allowed:
                 return _error(MethodNotAllowed(request.method, allowed))
+            if (request.content_length or 0) > max_body_bytes:
+                log.info("client error", fields={"status": 413, "path": request.path,
+                                                 "declared_bytes": request.content_length})
+                return _error(too_large(max_body_bytes))
+            request.environ[BODY_LIMIT_KEY] = max_body_bytes
+            request.max_content_length = max_body_bytes + 1
             try:
                 body, status, *rest = fn(request)
             except ForecastError as exc:

@@ -80,7 +80,7 @@ def decode_event(event: Any) -> Message:
     try:
         raw = base64.b64decode(payload.get("data") or "", validate=True)
         data = json.loads(raw) if raw else None
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise BadEvent(f"message data is not base64 JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BadEvent("message data is not a JSON object")

@@ -295,6 +295,9 @@ VARIABLES: tuple[Variable, ...] = (
              "whether newer actuals were stored) at most this often.", _positive_float),
     Variable("PREDICT_MAX_INSTANCES", "10000", "Largest batch one predict request may carry.",
              _positive_int),
+    Variable("MAX_REQUEST_BYTES", "8388608", "Largest request body an HTTP function reads; a larger "
+             "one is refused with 413 before it is read (a 10,000-observation batch is about 1.5 MB).",
+             _positive_int),
     Variable("PREDICT_API_KEY", "", "Optional key predict requires in `X-API-Key` (compared in "
              "constant time; set it from Secret Manager; never logged).", str, True),
     Variable("PREDICT_THREADS", "0", "Threads that share a large batch (0: up to 4, by CPU count).",
@@ -360,6 +363,7 @@ class Settings:
     code_version: str
     model_refresh_seconds: float
     predict_max_instances: int
+    max_request_bytes: int
     predict_api_key: str = field(repr=False)  # a secret: never in a repr or log
     predict_threads: int
     prediction_log_flush_records: int

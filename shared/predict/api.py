@@ -23,7 +23,7 @@ from shared.core.dataset_spec import DatasetSpec
 from shared.core.features import CALENDAR_FIELDS
 from shared.core.intervals import LEVEL
 from shared.platform.errors import ForecastError, InvalidRequest, MethodNotAllowed, NotFound, Unauthorized, field_error
-from shared.platform.http import is_pubsub_push, read_json_object, status_for
+from shared.platform.http import is_pubsub_push, read_json_object, read_push_envelope, status_for
 from shared.platform.timefmt import iso_utc, parse_iso_local
 from shared.predict.serving import Predictions
 
@@ -42,6 +42,10 @@ DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 's
 _NUMBER = (int, float)
 _NUMBER_TYPES = {int, float}
 FORMATS = ("instances", "columns")
+# Timestamps a forecast may be asked for: far wider than any series, narrow enough that
+# every offset arithmetic and datetime64 conversion stays in range.
+EARLIEST = np.datetime64("1900-01-01T00:00", "m")
+LATEST = np.datetime64("2199-12-31T23:50", "m")
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,15 @@ class PredictRequest:
 
 
 def _parse_one_timestamp(value: Any, spec: DatasetSpec) -> np.datetime64 | None:
-    parsed = parse_iso_local(value, spec.utc_offset)
-    return None if parsed is None else np.datetime64(parsed.replace(second=0, microsecond=0), "m")
+    """The timestamp as local datetime64[m]; None when unparseable; NaT when out of range."""
+    try:
+        parsed = parse_iso_local(value, spec.utc_offset)
+    except OverflowError:  # an offset that takes the time past year 1 or 9999
+        return np.datetime64("NaT")
+    if parsed is None:
+        return None
+    minute = np.datetime64(parsed.replace(second=0, microsecond=0), "m")
+    return minute if EARLIEST <= minute <= LATEST else np.datetime64("NaT")
 
 
 def _timestamps(values: list[Any], spec: DatasetSpec, errors: list[dict], path: Any) -> np.ndarray:
@@ -70,7 +81,8 @@ def _timestamps(values: list[Any], spec: DatasetSpec, errors: list[dict], path: 
             if spec.utc_offset:
                 aware = np.array([v.endswith("Z") or v[-6] in "+-" for v in values])
                 parsed[aware] += np.timedelta64(int(spec.utc_offset.total_seconds() // 60), "m")
-            return parsed
+            if ((parsed >= EARLIEST) & (parsed <= LATEST)).all():
+                return parsed
         except ValueError:
             pass
     out = np.empty(len(values), dtype="datetime64[m]")
@@ -81,6 +93,9 @@ def _timestamps(values: list[Any], spec: DatasetSpec, errors: list[dict], path: 
             errors.append(field_error(path(i, TIMESTAMP_FIELD), "wrong type", expected="ISO 8601 string"))
         elif (ts := _parse_one_timestamp(value, spec)) is None:
             errors.append(field_error(path(i, TIMESTAMP_FIELD), "unparseable timestamp", value=value[:64]))
+        elif np.isnat(ts):
+            errors.append(field_error(path(i, TIMESTAMP_FIELD), "timestamp out of range", value=value[:64],
+                                      min=str(EARLIEST), max=str(LATEST)))
         else:
             out[i] = ts
     return out
@@ -96,7 +111,10 @@ _MISSING = _Missing()
 
 def _numbers(name: str, values: list[Any], lo: float, hi: float, errors: list[dict], path: Any) -> np.ndarray:
     if set(map(type, values)) <= _NUMBER_TYPES:
-        arr = np.array(values, dtype=float)
+        try:
+            arr = np.array(values, dtype=float)
+        except OverflowError:  # an int beyond float's range: the loop below names it
+            arr = np.full(len(values), np.nan)
         bad = ~np.isfinite(arr) | (arr < lo) | (arr > hi)
         if not bad.any():
             return arr
@@ -106,7 +124,7 @@ def _numbers(name: str, values: list[Any], lo: float, hi: float, errors: list[di
             errors.append(field_error(path(i, name), "missing"))
         elif isinstance(value, bool) or not isinstance(value, _NUMBER):
             errors.append(field_error(path(i, name), "wrong type", expected="number"))
-        elif not math.isfinite(value):
+        elif not _finite(value):
             errors.append(field_error(path(i, name), "not a finite number"))
         elif not lo <= value <= hi:
             errors.append(field_error(path(i, name), "outside the physical range", value=value,
@@ -114,6 +132,13 @@ def _numbers(name: str, values: list[Any], lo: float, hi: float, errors: list[di
         else:
             arr[i] = value
     return arr
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int,
@@ -251,6 +276,7 @@ class PredictApi:
     def handle(self, request: Any) -> tuple[Any, int, dict[str, str]]:
         """Dispatch one HTTP request: (body, status, extra headers)."""
         if is_pubsub_push(request):
+            read_push_envelope(request)
             return self.service.model_updated(), 200, {}
         path = request.path.rstrip("/") or "/"
         if path in PREDICT_PATHS:

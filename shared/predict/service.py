@@ -57,6 +57,9 @@ class PredictService:
         self.threads = settings.predict_threads or default_threads()
         self.inputs = InputCache()
         self._check_lock = threading.Lock()
+        self._push_lock = threading.Lock()
+        self._last_push_check: float | None = None
+        self._check_due: float | None = None  # a coalesced push's check, brought forward
 
     # -- freshness ------------------------------------------------------------------
 
@@ -81,11 +84,13 @@ class PredictService:
 
     def maybe_check(self) -> None:
         """``check_now`` at most every MODEL_REFRESH_SECONDS; one thread checks, the rest serve."""
-        last = self.models.last_check
-        if last is not None and self.clock() - last < self.settings.model_refresh_seconds:
+        last, now = self.models.last_check, self.clock()
+        due = self._check_due is not None and now >= self._check_due
+        if last is not None and now - last < self.settings.model_refresh_seconds and not due:
             return
         if self._check_lock.acquire(blocking=False):
             try:
+                self._check_due = None
                 self.check_now()
             finally:
                 self._check_lock.release()
@@ -98,10 +103,22 @@ class PredictService:
     # -- operations -----------------------------------------------------------------
 
     def model_updated(self) -> dict[str, Any]:
-        """A model-updated push: reload at once (the push is acknowledged either way)."""
-        self.check_now()
+        """A model-updated push: reload at once, unless a push already did within the refresh
+        period; then the check is only brought forward to that period's end, so a burst of
+        pushes costs at most one registry read per period (the push is acknowledged either way)."""
+        now = self.clock()
+        period = self.settings.model_refresh_seconds
+        with self._push_lock:
+            coalesced = self._last_push_check is not None and now - self._last_push_check < period
+            if coalesced:
+                assert self._last_push_check is not None
+                self._check_due = self._last_push_check + period
+            else:
+                self._last_push_check = now
+        if not coalesced:
+            self.check_now()
         return {"reloaded": {t: m.version for t, m in self.models.snapshot.models.items()},
-                "errors": dict(self.models.errors)}
+                "errors": dict(self.models.errors), "coalesced": coalesced}
 
     def health(self) -> dict[str, Any]:
         """The loaded models and actuals; ``status`` is ``unavailable`` while a target has no model."""

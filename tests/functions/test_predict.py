@@ -16,12 +16,13 @@ from referencing import Resource
 from shared.collect.service import Collector
 from shared.collect.sources import ReplaySource, SourceConfig
 from shared.core.dataset_spec import load_spec
-from shared.core.registry import Registry
+from shared.core.frames import content_hash
+from shared.core.registry import Registry, pack_arrays, unpack_arrays
 from shared.platform import names
 from shared.retrain.processed import ProcessedData
 from shared.retrain.training import prepare, served_predictions
 from shared.retrain.training import rows as rows_of
-from tests.support.bus import post_push
+from tests.support.bus import post_push, topic_path
 from tests.support.functions import function_app, push_data_ready, retrain_client
 from tests.support.servers import ThreadedServer
 from tests.support.wait import wait_until
@@ -224,24 +225,72 @@ def test_real_responses_follow_the_openapi_document(client):
     assert page.status_code == 200 and b"openapi.json" in page.data
 
 
-def test_a_corrupt_artifact_is_refused_and_the_old_model_keeps_serving(client, trained, backends):
+def _rewrite_arrays(data: bytes, change) -> bytes:
+    arrays = unpack_arrays(data)
+    change(arrays)
+    return pack_arrays(arrays)
+
+
+def _child_out_of_range(arrays) -> None:
+    arrays["day_ahead/children"] = arrays["day_ahead/children"].copy()
+    arrays["day_ahead/children"][0] = 10 ** 6
+
+
+def _leaves_changed(arrays) -> None:
+    arrays["day_ahead/value"] = arrays["day_ahead/value"] * 1.01
+
+
+def _deeper_than_recorded(arrays) -> None:
+    meta = arrays["no_history/meta"].copy()
+    meta[0] = 1
+    arrays["no_history/meta"] = meta
+
+
+# How a promoted artifact can be broken: bytes, its sha256 as recorded, and what /health says.
+BROKEN_ARTIFACTS = {
+    "corrupt bytes with a matching sha256": (lambda data: data[:100], True, "not a readable array archive"),
+    "bytes that do not match the recorded sha256": (lambda data: data[:-1] + b"x", False, "sha256"),
+    "tree arrays pointing outside the tree": (lambda data: _rewrite_arrays(data, _child_out_of_range), True,
+                                              "outside its"),
+    "trees deeper than their recorded depth": (lambda data: _rewrite_arrays(data, _deeper_than_recorded), True,
+                                               "deeper than its recorded depth"),
+    "trees that no longer predict as trained": (lambda data: _rewrite_arrays(data, _leaves_changed), True,
+                                                "training-time predictions"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_ARTIFACTS))
+def test_a_broken_artifact_is_never_served_shows_on_health_and_clears_after_rollback(
+        client, trained, backends, kind):
+    breaking, rehash, reason = BROKEN_ARTIFACTS[kind]
     old = trained.production("zone1")
-    data = backends.blobs.read(old["artifact"])
-    bad = "models/zone1/zone1-corrupt/model.npz"
-    backends.blobs.write(bad, data[:100])
-    trained.record({**trained.get(old["version"]), "version": "zone1-corrupt", "status": "candidate",
-                    "artifact": bad})
-    assert trained.promote("zone1", "zone1-corrupt", old["version"], "test").won
+    bad = breaking(backends.blobs.read(old["artifact"]))
+    path = "models/zone1/zone1-broken/model.npz"
+    backends.blobs.write(path, bad)
+    trained.record({**trained.get(old["version"]), "version": "zone1-broken", "status": "candidate",
+                    "artifact": path, **({"sha256": content_hash(bad)} if rehash else {})})
+    assert trained.promote("zone1", "zone1-broken", old["version"], "test").won
 
     def refused() -> bool:
         code, body = post(client, OBS)  # a request is what makes predict look at the pointers
-        assert code == 200 and body["model_versions"]["zone1"] == old["version"]
-        return "zone1-corrupt" in (client.get("/health").get_json()["targets"]["zone1"].get("error") or "")
+        assert code == 200 and body["model_versions"]["zone1"] == old["version"], (code, body)
+        return "zone1-broken" in (client.get("/health").get_json()["targets"]["zone1"].get("error") or "")
 
-    wait_until(refused, timeout=60, what="predict to try the corrupt artifact and refuse it")
+    wait_until(refused, timeout=60, what="predict to try the broken artifact and refuse it")
     health = client.get("/health").get_json()
-    assert "zone1-corrupt" in health["targets"]["zone1"]["error"]
-    assert health["targets"]["zone1"]["version"] == old["version"]
+    assert reason in health["targets"]["zone1"]["error"], health["targets"]["zone1"]
+    assert health["targets"]["zone1"]["version"] == old["version"] and health["status"] == "ok"
+    for _ in range(20):
+        code, body = post(client, {"instances": [OBS, {**OBS, "Timestamp": "2017-09-01T00:00"}]})
+        assert code == 200 and body["model_versions"]["zone1"] == old["version"]
+
+    assert trained.rollback("zone1", old["version"], "broken artifact").won
+
+    def cleared() -> bool:
+        assert post(client, OBS)[0] == 200
+        return "error" not in client.get("/health").get_json()["targets"]["zone1"]
+
+    wait_until(cleared, timeout=60, what="the load error to clear once the pointer is back")
 
 
 def test_a_model_updated_push_reloads_at_once(trained, settings, backends, monkeypatch):
@@ -255,6 +304,28 @@ def test_a_model_updated_push_reloads_at_once(trained, settings, backends, monke
     pushed = post_push(c, settings, settings.topic_model_updated, {"cause": "retrain"}, "mu-1")
     assert pushed.status_code == 200 and pushed.get_json()["reloaded"]["zone3"] == new
     assert post(c, OBS)[1]["model_versions"]["zone3"] == new
+
+
+def test_the_push_route_takes_only_a_push_envelope_and_a_burst_reloads_once(trained, settings, monkeypatch):
+    app = function_app("predict", settings, monkeypatch, MODEL_REFRESH_SECONDS="0.5")
+    c = app.test_client()
+    path = topic_path(settings.project, settings.topic_model_updated)
+    assert c.get(path).status_code == 405
+    assert c.put(path, json={}).status_code == 405
+    refused = c.post(path, json={"reload": "please"})
+    assert refused.status_code == 400 and refused.get_json()["errors"][0]["field"] == "message"
+    no_id = c.post(path, json={"message": {"data": ""}})
+    assert no_id.status_code == 400 and no_id.get_json()["errors"][0]["field"] == "message.messageId"
+    checks = []
+    original = Registry.production_pointers
+    monkeypatch.setattr(Registry, "production_pointers", lambda self: checks.append(1) or original(self))
+    burst = [post_push(c, settings, settings.topic_model_updated, {"cause": "retrain"}, f"mu-{i}").get_json()
+             for i in range(20)]
+    assert [b["coalesced"] for b in burst] == [False] + [True] * 19
+    assert len(checks) == 1  # twenty pushes, one registry read
+    # The coalesced pushes brought the next check forward to the end of the period.
+    wait_until(lambda: post(c, OBS)[0] == 200 and len(checks) == 2, timeout=30,
+               what="the deferred check after the burst")
 
 
 def collect_and_train_more(settings, backends) -> None:

@@ -359,9 +359,10 @@ def test_live_interval_coverage_of_real_traffic_is_counted_pooled_and_quiet(trai
         pool = pooled_coverage(second)[target]
         assert (pool["inside"], pool["pairs"]) == (in1 + in2, 288)
         assert pool["coverage"] == pytest.approx((in1 + in2) / 288) and pool["level"] == 0.8
-        # Two real February days: inside far more often than the alert floor, and a
-        # mean over the zones near the promised 80 % (one zone's two days vary more).
-        assert pool["coverage"] > 0.6 and pool["severity"] is None, pool
+        # Two real February days: above the alert floor, and a mean over the zones near the
+        # promised 80 %. One zone's two days vary more: on real 2017 days 9 % of two-day
+        # stretches fall below 60 % (docs/monitor.md), so only the floor is asserted per zone.
+        assert pool["coverage"] >= 0.5 and pool["severity"] is None, pool
     assert 0.7 <= np.mean([c["coverage"] for c in second["interval_coverage"]]) <= 0.9, second["interval_coverage"]
     # 144 pairs are too few to judge; 288 are judged, and nothing fires.
     assert coverage_conditions(first) == {}

@@ -24,8 +24,8 @@ from tests.support.functions import push_data_ready, retrain_client
 TARGET = "zone1"
 KEY = f"mape_increase:{TARGET}"
 # Days collected before each retrain, from 2017-01-01; the served days follow the second window.
-WEAK_DAYS, STRONG_DAYS = 15, 38
-SERVED_DAY, NEXT_DAY = "2017-02-08", "2017-02-09"
+WEAK_DAYS, STRONG_DAYS = 15, 40
+SERVED_DAY, NEXT_DAY = "2017-02-10", "2017-02-11"
 
 
 def retrain_after(collector: Collector, days: int, settings, backends, monkeypatch, message_id: str) -> str:
@@ -65,9 +65,12 @@ def test_mape_increase_opens_for_a_rolled_back_weak_version_and_resolves_after_r
     The weak version is the first model, trained on 2017-01-01..15: about the shortest
     window the data gate accepts (the day-ahead variant needs only the day before, so 7
     days of training rows and 7 of holdout; its 14-day lag has no value yet). It serves
-    2017-02-08, three weeks after its data ends, more than 2 points worse than its holdout
-    said; the strong version, trained on 2017-01-01..02-07, stays within 2 points. Both
-    serve 2017-02-08 (the strong one first, then the weak one after the rollback), so the
+    2017-02-10, almost four weeks after its data ends, more than 2 points worse than its
+    holdout said; the strong version, trained on 2017-01-01..02-09, stays within 2 points.
+    The margin depends on the day: the weak holdout week holds a holiday (2017-01-11), so
+    its holdout MAPE is high, and on several other February days its live MAPE stays
+    within 2 points of it (measured: 02-02 +0.4, 02-06 −0.2, 02-15 +1.5, 02-20 +1.8). Both
+    serve 2017-02-10 (the strong one first, then the weak one after the rollback), so the
     report shows the two on the same rows: the alert is the weak model's, not the day's.
     After rolling forward, the strong version is judged on both its days (the lookback
     spans the runs) and the alert resolves.

@@ -12,7 +12,7 @@ import functions_framework
 
 from shared.core.dataset_spec import load_spec
 from shared.platform import runtime
-from shared.platform.http import http_entry
+from shared.platform.http import ANY_METHOD, http_entry
 from shared.predict.api import PredictApi
 from shared.predict.service import PredictService
 
@@ -23,7 +23,7 @@ api = PredictApi(service, settings.predict_api_key)
 
 
 @functions_framework.http
-@http_entry("predict", methods=("GET", "POST"), max_body_bytes=settings.max_request_bytes)
+@http_entry("predict", methods=ANY_METHOD, max_body_bytes=settings.max_request_bytes)
 def predict(request: Any) -> tuple[Any, int, dict[str, str]]:
     """Route the request (predict, health, OpenAPI, docs, model-updated push)."""
     return api.handle(request)

@@ -45,6 +45,8 @@ STATUSES: tuple[tuple[type[ForecastError], int], ...] = (
     (Unavailable, 503),
 )
 RETRY_STATUSES = (500, 502, 503, 504)
+# For a function that routes every method itself (404 before 405, HEAD and OPTIONS).
+ANY_METHOD = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
 # The largest body an HTTP function reads unless configured otherwise (MAX_REQUEST_BYTES):
 # the largest legal predict batch, 10,000 observations, is about 1.5 MB of JSON.
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -53,10 +55,9 @@ BODY_LIMIT_KEY = "forecast.max_body_bytes"  # the WSGI environ entry read_body r
 # name; Python itself refuses to convert ints of more than 4,300 digits.
 MAX_INT_DIGITS = 400
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "JSON_HEADERS", "STATUSES", "decode_json", "error_body", "field_error",
-           "http_entry", "http_session", "is_pubsub_push", "json_response", "read_body", "read_json_object",
-           "read_push_envelope",
-           "status_for", "unknown_fields"]
+__all__ = ["ANY_METHOD", "DEFAULT_MAX_BODY_BYTES", "JSON_HEADERS", "STATUSES", "allow_method", "allowed_with_extras",
+           "decode_json", "error_body", "field_error", "http_entry", "http_session", "is_pubsub_push", "json_response",
+           "read_body", "read_json_object", "read_push_envelope", "status_for", "unknown_fields"]
 
 
 def status_for(exc: BaseException) -> int:
@@ -151,6 +152,25 @@ def duration_field(body: Mapping[str, Any], name: str, errors: list[dict[str, An
     except ValueError as exc:
         errors.append(field_error(name, str(exc)))
         return None
+
+
+def allow_method(request: Any, allowed: Iterable[str]) -> str | None:
+    """The method a route runs for ``request``: GET for HEAD where GET is allowed (the server
+    drops a HEAD answer's body), None for OPTIONS (answer 204 with ``Allow``); MethodNotAllowed
+    for any other method the route does not take."""
+    methods = tuple(allowed)
+    if request.method == "OPTIONS":
+        return None
+    method = "GET" if request.method == "HEAD" and "GET" in methods else request.method
+    if method not in methods:
+        raise MethodNotAllowed(request.method, allowed_with_extras(methods))
+    return method
+
+
+def allowed_with_extras(methods: Iterable[str]) -> tuple[str, ...]:
+    """``methods`` with the HEAD and OPTIONS a route answers too, for an ``Allow`` header."""
+    methods = tuple(methods)
+    return (*methods, *(("HEAD",) if "GET" in methods else ()), "OPTIONS")
 
 
 def is_pubsub_push(request: Any) -> bool:

@@ -22,8 +22,15 @@ import numpy as np
 from shared.core.dataset_spec import DatasetSpec
 from shared.core.features import CALENDAR_FIELDS
 from shared.core.intervals import LEVEL
-from shared.platform.errors import ForecastError, InvalidRequest, MethodNotAllowed, NotFound, Unauthorized, field_error
-from shared.platform.http import is_pubsub_push, read_json_object, read_push_envelope, status_for
+from shared.platform.errors import ForecastError, InvalidRequest, NotFound, Unauthorized, field_error
+from shared.platform.http import (
+    allow_method,
+    allowed_with_extras,
+    is_pubsub_push,
+    read_json_object,
+    read_push_envelope,
+    status_for,
+)
 from shared.platform.timefmt import iso_utc, parse_iso_local
 from shared.predict.serving import Predictions
 
@@ -269,7 +276,8 @@ class PredictApi:
 
         self.service = service
         self.api_key = api_key
-        self.openapi = document(service.spec, service.max_instances, api_key_required=bool(api_key))
+        self.openapi = document(service.spec, service.max_instances, api_key_required=bool(api_key),
+                                max_body_bytes=service.settings.max_request_bytes)
         self.docs_assets = DocsAssets()  # found and read on the first /docs request, not at cold start
         self._docs_page: str | None = None
 
@@ -280,19 +288,22 @@ class PredictApi:
             return self.service.model_updated(), 200, {}
         path = request.path.rstrip("/") or "/"
         if path in PREDICT_PATHS:
-            _require(request, "POST")
+            methods: tuple[str, ...] = ("POST",)
+        elif path in GET_PATHS or path == DOCS_PATH or path.startswith(DOCS_PATH + "/"):
+            methods = ("GET",)
+        else:
+            raise NotFound(f"no route {path}")
+        if allow_method(request, methods) is None:  # OPTIONS
+            return "", 204, {"Allow": ", ".join(allowed_with_extras(methods))}
+        if path in PREDICT_PATHS:
             self._authorize(request)
             return self.predict(request)
-        if path in GET_PATHS:
-            _require(request, "GET")
-            if path == "/health":
-                body = self.service.health()
-                return body, 200 if body["status"] == "ok" else 503, {}
+        if path == "/health":
+            body = self.service.health()
+            return body, 200 if body["status"] == "ok" else 503, {}
+        if path == "/openapi.json":
             return self.openapi, 200, {}
-        if path == DOCS_PATH or path.startswith(DOCS_PATH + "/"):
-            _require(request, "GET")
-            return self.docs(path, request.path.endswith("/"))
-        raise NotFound(f"no route {path}")
+        return self.docs(path, request.path.endswith("/"))
 
     def docs(self, path: str, trailing_slash: bool = False) -> tuple[str, int, dict[str, str]]:
         """The Swagger UI page or one of its allow-listed assets (read from the package on first use)."""
@@ -336,7 +347,3 @@ class PredictApi:
         finally:
             self.service.record_request(status, (time.perf_counter() - started) * 1000, details)
 
-
-def _require(request: Any, method: str) -> None:
-    if request.method != method:
-        raise MethodNotAllowed(request.method, (method,))

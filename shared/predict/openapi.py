@@ -30,7 +30,7 @@ from shared.core.dataset_spec import DatasetSpec
 from shared.core.features import CALENDAR_FIELDS, VARIANTS, calendar
 from shared.core.intervals import LEVEL
 from shared.platform.errors import InvalidRequest, NotFound, Unavailable
-from shared.platform.http import error_body
+from shared.platform.http import DEFAULT_MAX_BODY_BYTES, error_body
 from shared.predict.api import FORMATS, TIMESTAMP_FIELD, parse_request, response
 from shared.predict.serving import Predictions
 
@@ -127,7 +127,7 @@ def _error(description: str, schema: str = "Error", example: dict[str, Any] | No
 
 
 def _description(spec: DatasetSpec, max_instances: int, api_key_required: bool,
-                 requests: Mapping[str, Any]) -> str:
+                 requests: Mapping[str, Any], max_body_bytes: int) -> str:
     example = _first_value(requests)
     curl = ["curl -X POST \"$URL/predict\" \\", "  -H 'Content-Type: application/json' \\"]
     if api_key_required:
@@ -153,13 +153,16 @@ def _description(spec: DatasetSpec, max_instances: int, api_key_required: bool,
         f"| 401 | missing or wrong `{API_KEY_HEADER}` (only when a key is configured) | `Error` |",
         "| 404 | no such path | `Error` |",
         "| 405 | a method the path does not take (the `Allow` header names the right one) | `Error` |",
+        f"| 413 | a body over {max_body_bytes:,} bytes, refused before it is read | `ValidationError` "
+        "(field `body`, `max_bytes`) |",
         "| 415 | a request body that is not `application/json` | `Error` |",
         "| 500 | the service's own fault (`internal error`) | `Error` |",
         "| 503 | no model loaded for a requested target (`GET /health` says which) | `Error` |",
     ])
 
 
-def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = False) -> dict[str, Any]:
+def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = False,
+             max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, Any]:
     """The OpenAPI document of the predict function (``api_key_required``: a key is configured)."""
     targets = spec.target_names
     examples = _examples(spec)
@@ -294,6 +297,10 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
         "NotFound": _error("no such path", example={"error": "no route /nowhere"}),
         "MethodNotAllowed": _error("a method the path does not take", headers=allow,
                                    example={"error": "method GET not allowed"}),
+        "PayloadTooLarge": _error(
+            f"the body is over {max_body_bytes:,} bytes (`MAX_REQUEST_BYTES`); refused before it is read",
+            "ValidationError", example={"error": f"request body larger than {max_body_bytes} bytes", "errors": [
+                {"field": "body", "reason": "too large", "max_bytes": max_body_bytes}]}),
         "UnsupportedMediaType": _error("the body is not application/json", example={
             "error": "Content-Type must be application/json, not text/plain"}),
         "Unavailable": _error("no model loaded for a requested target", example={
@@ -313,6 +320,7 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
                 "content": {"application/json": ok_media}},
         "400": _ref("ValidationError", "responses"),
         **({"401": _ref("Unauthorized", "responses")} if api_key_required else {}),
+        "413": _ref("PayloadTooLarge", "responses"),
         "415": _ref("UnsupportedMediaType", "responses"),
         "500": _ref("InternalError", "responses"),
         "503": _ref("Unavailable", "responses"),
@@ -332,7 +340,8 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
     return {
         "openapi": "3.1.0",
         "info": {"title": f"{spec.name} forecasting — predict", "version": "1",
-                 "description": _description(spec, max_instances, api_key_required, examples["request"])},
+                 "description": _description(spec, max_instances, api_key_required, examples["request"],
+                                                max_body_bytes)},
         "tags": [{"name": "predict"}, {"name": "service", "description": "health and documentation"}],
         "paths": {
             "/predict": {"post": {**predict_op, "operationId": "predict"}},

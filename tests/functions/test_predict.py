@@ -159,6 +159,15 @@ def test_transport_level_refusals(client):
     assert empty.status_code == 400
     assert client.post("/predict", json=[OBS]).status_code == 400
     assert client.get("/nowhere").status_code == 404
+    # Unknown paths are 404 whatever the method; HEAD and OPTIONS work where GET does.
+    assert {client.open("/nowhere", method=m).status_code for m in ("PUT", "DELETE", "HEAD", "OPTIONS")} == {404}
+    head = client.head("/health")
+    assert head.status_code == 200 and head.data == b"" and head.headers["Content-Type"] == "application/json"
+    assert client.head("/openapi.json").status_code == 200
+    options = client.options("/predict")
+    assert options.status_code == 204 and options.headers["Allow"] == "POST, OPTIONS"
+    assert client.options("/health").headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert client.put("/predict", json=OBS).headers["Allow"] == "POST, OPTIONS"
 
 
 def test_random_garbage_never_gets_a_500(client):

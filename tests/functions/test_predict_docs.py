@@ -197,6 +197,8 @@ def test_every_refusal_follows_the_document(untrained, settings, monkeypatch):
     answers = {
         "400": untrained.post("/predict", json={**observation, "Humidity": 140, "Pressure": 1}),
         "415": untrained.post("/predict", data=json.dumps(observation), content_type="text/plain"),
+        "413": untrained.post("/predict", data=b" " * (settings.max_request_bytes + 1),
+                              content_type="application/json"),
         "503": untrained.post("/predict", json=observation),  # no model loaded
     }
     for status, answer in answers.items():
@@ -211,7 +213,7 @@ def test_every_refusal_follows_the_document(untrained, settings, monkeypatch):
         pointer = doc["components"]["responses"][name]["content"]["application/json"]["schema"]["$ref"]
         assert_valid(doc, pointer, answer.get_json())
         assert f"| {status} |" in doc["info"]["description"]
-    assert others["MethodNotAllowed"][0].headers["Allow"] == "POST"
+    assert others["MethodNotAllowed"][0].headers["Allow"] == "POST, OPTIONS"
 
     key = "k-" + "7" * 30
     keyed = function_app("predict", settings, monkeypatch, PREDICT_API_KEY=key).test_client()

@@ -115,7 +115,7 @@ def test_no_generated_body_gets_a_5xx_and_every_refusal_names_its_field(fuzz_cli
     before = _peak_rss_mb()
     statuses: dict[int, int] = {}
 
-    @hypothesis_settings(max_examples=400, deadline=None, derandomize=True,
+    @hypothesis_settings(max_examples=400, deadline=None, derandomize=True, database=None,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                 HealthCheck.function_scoped_fixture])
     @given(body=BODIES, content_type=st.sampled_from(["application/json", "application/json; charset=utf-8",

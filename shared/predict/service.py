@@ -24,6 +24,7 @@ from shared.platform.errors import Unavailable
 from shared.platform.log import get_logger
 from shared.platform.settings import Settings
 from shared.predict.api import PredictRequest
+from shared.predict.generation import GenerationMarker, marker_path
 from shared.predict.prediction_log import PredictionLog
 from shared.predict.serving import InputCache, ModelCache, Predictions, default_threads, predict
 
@@ -60,6 +61,8 @@ class PredictService:
         self._push_lock = threading.Lock()
         self._last_push_check: float | None = None
         self._check_due: float | None = None  # a coalesced push's check, brought forward
+        self.marker = GenerationMarker(marker_path(settings.backend, settings.project, settings.bucket,
+                                                   str(settings.state_dir), settings.topic_model_updated))
 
     # -- freshness ------------------------------------------------------------------
 
@@ -83,15 +86,21 @@ class PredictService:
             self._calendar = extra
 
     def maybe_check(self) -> None:
-        """``check_now`` at most every MODEL_REFRESH_SECONDS; one thread checks, the rest serve."""
+        """``check_now`` at most every MODEL_REFRESH_SECONDS, or at once when another worker of
+        this instance announced a reload; one thread checks, the rest serve."""
         last, now = self.models.last_check, self.clock()
         due = self._check_due is not None and now >= self._check_due
-        if last is not None and now - last < self.settings.model_refresh_seconds and not due:
+        announced = self.marker.poll()  # another worker of this instance reloaded
+        if last is not None and now - last < self.settings.model_refresh_seconds and not due and not announced:
             return
         if self._check_lock.acquire(blocking=False):
             try:
                 self._check_due = None
                 self.check_now()
+                if announced:
+                    self.marker.handled(announced)
+                if due:  # the coalesced pushes' reload: the other workers follow
+                    self.marker.announce()
             finally:
                 self._check_lock.release()
 
@@ -117,6 +126,7 @@ class PredictService:
                 self._last_push_check = now
         if not coalesced:
             self.check_now()
+            self.marker.announce()
         return {"reloaded": {t: m.version for t, m in self.models.snapshot.models.items()},
                 "errors": dict(self.models.errors), "coalesced": coalesced}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -22,8 +23,8 @@ from shared.platform import names
 from shared.retrain.processed import ProcessedData
 from shared.retrain.training import prepare, served_predictions
 from shared.retrain.training import rows as rows_of
-from tests.support.bus import post_push, topic_path
-from tests.support.functions import function_app, push_data_ready, retrain_client
+from tests.support.bus import post_push, push_body, topic_path
+from tests.support.functions import function_app, push_data_ready, retrain_client, served_function
 from tests.support.servers import ThreadedServer
 from tests.support.wait import wait_until
 
@@ -391,6 +392,51 @@ def test_a_promotion_during_a_concurrent_client_run_fails_no_request(trained, se
     for versions in seen:  # old before the swap, the new one after it, never back
         switch = versions.index("zone3-next")
         assert switch >= 3 and set(versions[:switch]) == {old} and set(versions[switch:]) == {"zone3-next"}
+
+
+def test_with_two_workers_a_push_to_one_swaps_both_within_a_second(trained, settings, backends):
+    """Served as deployed (gunicorn, 2 workers); the push reaches one worker, and a new
+    connection per request lets either worker answer each one. Without the marker the
+    other worker would serve the old version until its next periodic check (1 h here)."""
+    import requests
+
+    answers: list[tuple[float, str]] = []  # (when the request started, zone3 version or failure)
+    stop = threading.Event()
+
+    def client_loop(url: str) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                r = requests.post(f"{url}/predict", json=OBS, timeout=30)
+                answers.append((started, r.json()["model_versions"]["zone3"] if r.status_code == 200
+                                else f"HTTP {r.status_code}"))
+            except requests.RequestException as exc:
+                answers.append((started, repr(exc)))
+            time.sleep(0.03)  # 8 clients: about 200 requests/s
+
+    with served_function("predict", settings, WORKERS="2", THREADS="4", MODEL_REFRESH_SECONDS="3600") as url:
+        threads = [threading.Thread(target=client_loop, args=(url,)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: len(answers) >= 200, timeout=60, what="200 answers before the swap")
+            old = trained.production("zone3")["version"]
+            collect_and_train_more(settings, backends)
+            body = push_body({"cause": "retrain"}, "mu-2w", subscription="projects/p/subscriptions/s")
+            pushed = requests.post(url + topic_path(settings.project, settings.topic_model_updated), json=body,
+                                   timeout=30)
+            pushed_at = time.monotonic()
+            assert pushed.status_code == 200 and pushed.json()["reloaded"]["zone3"] == "zone3-next"
+            wait_until(lambda: sum(t >= pushed_at + 1 for t, _ in answers) >= 300, timeout=60,
+                       what="300 answers from a second after the push")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    versions = {v for _, v in answers}
+    assert versions <= {old, "zone3-next"}, versions - {old, "zone3-next"}  # no request failed
+    late = [v for t, v in answers if t >= pushed_at + 1]
+    assert set(late) == {"zone3-next"}, f"{late.count(old)} of {len(late)} answers stale a second after the push"
 
 
 def test_the_prediction_log_records_requests_in_batches(trained, settings, backends, monkeypatch):

@@ -51,8 +51,13 @@ _NUMBER_TYPES = {int, float}
 FORMATS = ("instances", "columns")
 # Timestamps a forecast may be asked for: far wider than any series, narrow enough that
 # every offset arithmetic and datetime64 conversion stays in range.
-EARLIEST = np.datetime64("1900-01-01T00:00", "m")
-LATEST = np.datetime64("2199-12-31T23:50", "m")
+EARLIEST = np.datetime64("1900-01-01T00:00", "us")
+LATEST = np.datetime64("2199-12-31T23:59:59.999999", "us")
+# How a timestamp off the series' grid may be brought onto it (absent: it is refused).
+ROUNDINGS = ("floor",)
+# Request options, at the top level or, as Vertex AI callers send them, under ``parameters``.
+OPTIONS = ("targets", "format", "rounding")
+SINGLE_OPTIONS = ("targets", "rounding")
 
 
 @dataclass(frozen=True)
@@ -67,45 +72,69 @@ class PredictRequest:
     format: str = "instances"
 
 
-def _parse_one_timestamp(value: Any, spec: DatasetSpec) -> np.datetime64 | None:
-    """The timestamp as local datetime64[m]; None when unparseable; NaT when out of range."""
+def _parse_one_timestamp(value: str, spec: DatasetSpec) -> np.datetime64 | None:
+    """The timestamp as local datetime64[us]; None when it is not a date and a time of day;
+    NaT when out of range."""
+    raw = value.strip()
+    if len(raw) < 16 or raw[10:11] not in ("T", " ") or not raw[5:7].isdigit():
+        return None  # a date alone, a week date or an ordinal date names no time of day
     try:
-        parsed = parse_iso_local(value, spec.utc_offset)
+        parsed = parse_iso_local(raw, spec.utc_offset)
     except OverflowError:  # an offset that takes the time past year 1 or 9999
         return np.datetime64("NaT")
     if parsed is None:
         return None
-    minute = np.datetime64(parsed.replace(second=0, microsecond=0), "m")
-    return minute if EARLIEST <= minute <= LATEST else np.datetime64("NaT")
+    local = np.datetime64(parsed, "us")
+    return local if EARLIEST <= local <= LATEST else np.datetime64("NaT")
 
 
-def _timestamps(values: list[Any], spec: DatasetSpec, errors: list[dict], path: Any) -> np.ndarray:
-    if all(isinstance(v, str) and len(v) >= 16 and v[4:5] == "-" for v in values):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # numpy notes it converts offsets to UTC
-                parsed = np.array(values, dtype="datetime64[m]")
-            if spec.utc_offset:
-                aware = np.array([v.endswith("Z") or v[-6] in "+-" for v in values])
-                parsed[aware] += np.timedelta64(int(spec.utc_offset.total_seconds() // 60), "m")
-            if ((parsed >= EARLIEST) & (parsed <= LATEST)).all():
-                return parsed
-        except ValueError:
-            pass
-    out = np.empty(len(values), dtype="datetime64[m]")
-    for i, value in enumerate(values):
-        if value is _MISSING:
-            errors.append(field_error(path(i, TIMESTAMP_FIELD), "missing"))
-        elif not isinstance(value, str):
-            errors.append(field_error(path(i, TIMESTAMP_FIELD), "wrong type", expected="ISO 8601 string"))
-        elif (ts := _parse_one_timestamp(value, spec)) is None:
-            errors.append(field_error(path(i, TIMESTAMP_FIELD), "unparseable timestamp", value=value[:64]))
-        elif np.isnat(ts):
-            errors.append(field_error(path(i, TIMESTAMP_FIELD), "timestamp out of range", value=value[:64],
-                                      min=str(EARLIEST), max=str(LATEST)))
-        else:
-            out[i] = ts
-    return out
+def _fast_timestamps(values: list[Any], spec: DatasetSpec) -> np.ndarray | None:
+    """All values parsed at once when they all look like date-times and parse in range, else None."""
+    if not all(isinstance(v, str) and len(v) >= 16 and v[4:5] == "-" and v[10:11] in ("T", " ")
+               and v[5:7].isdigit() for v in values):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy notes it converts offsets to UTC
+            parsed = np.array(values, dtype="datetime64[us]")
+    except ValueError:
+        return None
+    if spec.utc_offset:
+        aware = np.array([v.endswith("Z") or v[-6] in "+-" for v in values])
+        parsed[aware] += np.timedelta64(int(spec.utc_offset.total_seconds() * 1e6), "us")
+    return parsed if ((parsed >= EARLIEST) & (parsed <= LATEST)).all() else None
+
+
+def _timestamps(values: list[Any], spec: DatasetSpec, errors: list[dict], path: Any,
+                rounding: str | None) -> np.ndarray:
+    """Local timestamps as datetime64[m] on the series' grid; off-grid ones are errors unless
+    ``rounding`` is ``floor``."""
+    parsed = _fast_timestamps(values, spec)
+    if parsed is None:
+        parsed = np.zeros(len(values), dtype="datetime64[us]")
+        for i, value in enumerate(values):
+            if value is _MISSING:
+                errors.append(field_error(path(i, TIMESTAMP_FIELD), "missing"))
+            elif not isinstance(value, str):
+                errors.append(field_error(path(i, TIMESTAMP_FIELD), "wrong type", expected="ISO 8601 string"))
+            elif (ts := _parse_one_timestamp(value, spec)) is None:
+                errors.append(field_error(path(i, TIMESTAMP_FIELD), "unparseable timestamp", value=value[:64],
+                                          expected="YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM]"))
+            elif np.isnat(ts):
+                errors.append(field_error(path(i, TIMESTAMP_FIELD), "timestamp out of range", value=value[:64],
+                                          min=str(EARLIEST), max=str(LATEST)))
+            else:
+                parsed[i] = ts
+    step = int(spec.interval.total_seconds() * 1_000_000)
+    off_grid = parsed.astype(np.int64) % step
+    if rounding == "floor":
+        parsed = parsed - off_grid.astype("timedelta64[us]")
+    elif off_grid.any():
+        minutes = spec.interval.total_seconds() / 60
+        errors += [field_error(path(i, TIMESTAMP_FIELD), "not on the series' grid", value=str(values[i])[:64],
+                               interval_minutes=minutes, hint='send "rounding": "floor" to floor it to the grid')
+                   for i in np.flatnonzero(off_grid)[:MAX_REPORTED_ERRORS]]
+    return parsed.astype("datetime64[m]")
 
 
 class _Missing:
@@ -154,14 +183,17 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
     errors: list[dict] = []
     single = "instances" not in body
     fields = (*spec.feature_names, TIMESTAMP_FIELD)
+    options = _options(body, single, errors)
     if single:
-        instances: list[Any] = [{k: v for k, v in body.items() if k != "targets"}]
+        # One observation takes ``targets`` and ``rounding`` beside its fields (``format`` is a batch's).
+        instances: list[Any] = [{k: v for k, v in body.items() if k not in SINGLE_OPTIONS}]
 
         def path(i: int, name: str) -> str:
             return name
     else:
         instances = body["instances"]
-        errors += [field_error(k, "unknown field") for k in sorted(set(body) - {"instances", "targets", "format"})]
+        errors += [field_error(k, "unknown field")
+                   for k in sorted(set(body) - {"instances", "parameters", *OPTIONS})]
         if not isinstance(instances, list) or not instances:
             raise InvalidRequest("invalid request", [*errors, field_error(
                 "instances", "must be a non-empty list of observations")])
@@ -172,10 +204,14 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
         def path(i: int, name: str) -> str:
             return f"instances[{i}].{name}"
 
-    targets = _targets(body.get("targets"), spec, available_targets, errors)
-    response_format = body.get("format", "instances") if not single else "instances"
+    targets = _targets(options.get("targets"), spec, available_targets, errors)
+    response_format = options.get("format", "instances") if not single else "instances"
     if response_format not in FORMATS:
-        errors.append(field_error("format", "unknown response format", allowed=list(FORMATS)))
+        errors.append(field_error(options.where("format"), "unknown response format", allowed=list(FORMATS)))
+    rounding = options.get("rounding")
+    if rounding is not None and rounding not in ROUNDINGS:
+        errors.append(field_error(options.where("rounding"), "unknown rounding", allowed=list(ROUNDINGS)))
+        rounding = None
     allowed = set(fields)
     for i, inst in enumerate(instances):
         if not isinstance(inst, dict):
@@ -187,12 +223,46 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
     weather = {f: _numbers(f, [inst.get(f, _MISSING) for inst in instances], spec.column(f).min,
                            spec.column(f).max, errors, path) for f in spec.feature_names}
     timestamps = _timestamps([inst.get(TIMESTAMP_FIELD, _MISSING) for inst in instances], spec,
-                             errors, path)
+                             errors, path, rounding)
     if errors:
         raise InvalidRequest("invalid request", errors[:MAX_REPORTED_ERRORS]
                        + ([{"field": "...", "reason": f"{len(errors) - MAX_REPORTED_ERRORS} more errors"}]
                           if len(errors) > MAX_REPORTED_ERRORS else []))
     return PredictRequest(single, timestamps, weather, targets, instances, response_format)
+
+
+class _Options(dict):
+    """The request options given, and where each was given (``format`` or ``parameters.format``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.places: dict[str, str] = {}
+
+    def where(self, name: str) -> str:
+        return self.places.get(name, name)
+
+
+def _options(body: Mapping[str, Any], single: bool, errors: list[dict]) -> _Options:
+    """``targets``, ``format`` and ``rounding`` from the top level or from Vertex AI's
+    ``parameters`` object (a batch only); one given in both places is an error."""
+    options = _Options()
+    for name in SINGLE_OPTIONS if single else OPTIONS:
+        if name in body:
+            options[name], options.places[name] = body[name], name
+    if single or "parameters" not in body:
+        return options
+    parameters = body["parameters"]
+    if not isinstance(parameters, dict):
+        errors.append(field_error("parameters", "wrong type", expected="object"))
+        return options
+    errors += [field_error(f"parameters.{k}", "unknown field") for k in sorted(set(parameters) - set(OPTIONS))]
+    for name in OPTIONS:
+        if name not in parameters:
+            continue
+        if name in options:
+            errors.append(field_error(f"parameters.{name}", "given twice", also=name))
+        options[name], options.places[name] = parameters[name], f"parameters.{name}"
+    return options
 
 
 def _targets(value: Any, spec: DatasetSpec, available: Sequence[str], errors: list[dict]) -> tuple[str, ...]:

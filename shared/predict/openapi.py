@@ -31,7 +31,7 @@ from shared.core.features import CALENDAR_FIELDS, VARIANTS, calendar
 from shared.core.intervals import LEVEL
 from shared.platform.errors import InvalidRequest, NotFound, Unavailable
 from shared.platform.http import DEFAULT_MAX_BODY_BYTES, error_body
-from shared.predict.api import FORMATS, TIMESTAMP_FIELD, parse_request, response
+from shared.predict.api import FORMATS, ROUNDINGS, TIMESTAMP_FIELD, parse_request, response
 from shared.predict.serving import Predictions
 
 VARIANT_NAMES = list(VARIANTS)
@@ -117,6 +117,10 @@ def _first_value(examples: Mapping[str, Any]) -> Any:
     return next((e.get("value") for e in examples.values()), None)
 
 
+def _minutes(spec: DatasetSpec) -> str:
+    return f"{spec.interval.total_seconds() / 60:g}"
+
+
 def _error(description: str, schema: str = "Error", example: dict[str, Any] | None = None,
            headers: dict[str, Any] | None = None) -> dict[str, Any]:
     media: dict[str, Any] = {"schema": _ref(schema)}
@@ -142,7 +146,9 @@ def _description(spec: DatasetSpec, max_instances: int, api_key_required: bool,
         spec.description, "",
         f"Send one observation, or `{{\"instances\": [...]}}` of up to {max_instances:,} observations. "
         "Each feature must lie inside its physical range (see the schemas); `Timestamp` is ISO 8601 in "
-        "the series' local time (an offset is converted, seconds are ignored).", "",
+        f"the series' local time (an offset is converted) and on its {_minutes(spec)}-minute grid, unless "
+        "`\"rounding\": \"floor\"` asks to floor it. A batch may also carry its options under "
+        "`parameters`, as Vertex AI prediction callers send them.", "",
         "```", *curl, "```", "",
         f"In GCP the function is private: also send `-H \"Authorization: Bearer $(gcloud auth "
         f"print-identity-token)\"`. {key}", "",
@@ -201,18 +207,27 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
     }
     level = {"type": "number", "const": LEVEL, "description": "the coverage the intervals aim at"}
     legacy = spec.section("api").get("legacy_prediction_field")
+    rounding = {"type": "string", "enum": list(ROUNDINGS),
+                "description": f"bring a `Timestamp` off the series' {_minutes(spec)}-minute grid onto it "
+                               "(`floor`); without it such a timestamp is refused"}
+    batch_options = {"targets": target_list, "rounding": rounding,
+                     "format": {"type": "string", "enum": list(FORMATS), "default": FORMATS[0],
+                                "description": "columns: one list per field"}}
     schemas = {
         "Observation": {"type": "object", "properties": observation, "required": required,
                         "additionalProperties": False},
-        "SingleRequest": {"type": "object", "properties": {**observation, "targets": target_list},
+        "SingleRequest": {"type": "object", "properties": {**observation, "targets": target_list,
+                                                          "rounding": rounding},
                           "required": required, "additionalProperties": False},
         "BatchRequest": {"type": "object", "required": ["instances"], "additionalProperties": False,
                          "properties": {"instances": {"type": "array", "items": _ref("Observation"),
                                                       "minItems": 1, "maxItems": max_instances},
-                                        "targets": target_list,
-                                        "format": {"type": "string", "enum": list(FORMATS),
-                                                   "default": FORMATS[0],
-                                                   "description": "columns: one list per field"}}},
+                                        **batch_options,
+                                        "parameters": {
+                                            "type": "object", "additionalProperties": False,
+                                            "properties": batch_options,
+                                            "description": "the same options as Vertex AI prediction callers "
+                                                           "send them; an option may not be given twice"}}},
         "PredictionItem": {"type": "object", "properties": item_properties,
                            "required": list(item_properties), "additionalProperties": False},
         "SingleResponse": {"type": "object", "additionalProperties": False,

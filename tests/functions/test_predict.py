@@ -137,6 +137,19 @@ BAD_INPUTS = [
     ({"instances": []}, "instances", "must be a non-empty list of observations"),
     ({"instances": [OBS] * 11}, "instances", "batch too large"),
     ({"instances": [OBS], "format": "xml"}, "format", "unknown response format"),
+    ({**OBS, "Timestamp": "2017-02-04T14:35:00"}, "Timestamp", "not on the series' grid"),
+    ({**OBS, "Timestamp": "2017-02-04T14:30:17"}, "Timestamp", "not on the series' grid"),
+    ({"instances": [OBS, {**OBS, "Timestamp": "2017-02-04T14:30:00.5"}]}, "instances[1].Timestamp",
+     "not on the series' grid"),
+    ({**OBS, "Timestamp": "2017-02-04"}, "Timestamp", "unparseable timestamp"),
+    ({**OBS, "Timestamp": "2017-W05-6T14:30"}, "Timestamp", "unparseable timestamp"),
+    ({**OBS, "rounding": "ceil"}, "rounding", "unknown rounding"),
+    ({**OBS, "format": "columns"}, "format", "unknown field"),
+    ({"instances": [OBS], "parameters": {"format": "xml"}}, "parameters.format", "unknown response format"),
+    ({"instances": [OBS], "parameters": {"confidence": 0.9}}, "parameters.confidence", "unknown field"),
+    ({"instances": [OBS], "parameters": ["zone1"]}, "parameters", "wrong type"),
+    ({"instances": [OBS], "format": "columns", "parameters": {"format": "columns"}}, "parameters.format",
+     "given twice"),
 ]
 
 
@@ -147,6 +160,18 @@ def test_every_class_of_bad_input_is_a_400_naming_the_field(trained, settings, m
     assert response.status_code == 400
     errors = response.get_json()["errors"]
     assert any(e["field"] == field and e["reason"] == reason for e in errors), errors
+
+
+def test_off_grid_timestamps_floor_on_request_and_vertex_ai_parameters_are_read(client):
+    on_grid = post(client, OBS)[1]
+    code, floored = post(client, {**OBS, "Timestamp": "2017-02-04T14:39:59.9", "rounding": "floor"})
+    assert code == 200 and floored["predictions"] == on_grid["predictions"]
+    assert floored["derived_features"]["Minute"] == 30
+    code, body = post(client, {"instances": [OBS, {**OBS, "Timestamp": "2017-02-04T14:35"}],
+                               "parameters": {"targets": ["zone1"], "format": "columns", "rounding": "floor"}})
+    assert code == 200 and set(body["columns"]["predictions"]) == {"zone1"}
+    assert body["columns"]["predictions"]["zone1"] == [on_grid["predictions"]["zone1"]] * 2
+    assert list(body["model_versions"]) == ["zone1"]
 
 
 def test_transport_level_refusals(client):
@@ -220,6 +245,8 @@ def test_real_responses_follow_the_openapi_document(client):
     assert doc["components"]["schemas"]["Observation"]["properties"]["Humidity"]["maximum"] == 100.0
     checks = [
         ("SingleRequest", OBS), ("BatchRequest", {"instances": [OBS, OBS]}),
+        ("SingleRequest", {**OBS, "rounding": "floor"}),
+        ("BatchRequest", {"instances": [OBS], "parameters": {"format": "columns", "rounding": "floor"}}),
         ("SingleResponse", post(client, OBS)[1]),
         ("BatchResponse", post(client, {"instances": [OBS, {**OBS, "Timestamp": "2017-07-01T00:00"}]})[1]),
         ("BatchResponse", post(client, {"instances": [OBS], "format": "columns"})[1]),

@@ -47,6 +47,7 @@ locals {
       COLLECT_SOURCES   = var.collect_sources
       COLLECT_WINDOW    = var.collect_window
       QUALITY_THRESHOLD = "0.8"
+      MAX_REQUEST_BYTES = tostring(var.max_request_bytes)
     }
     retrain = {
       TRAINING_PARAMS     = "{}"
@@ -61,6 +62,7 @@ locals {
     predict = {
       MODEL_REFRESH_SECONDS        = "10"
       PREDICT_MAX_INSTANCES        = "10000"
+      MAX_REQUEST_BYTES            = tostring(var.max_request_bytes)
       PREDICT_THREADS              = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
       PREDICTION_LOG_FLUSH_RECORDS = "200"
       PREDICTION_LOG_FLUSH_SECONDS = local.prediction_log_flush_seconds
@@ -77,6 +79,7 @@ locals {
       DEPLOYMENT_NAME             = var.name_prefix
       COLLECT_WINDOW              = var.collect_window
       FRESHNESS_PERIODS           = "2"
+      MAX_REQUEST_BYTES           = tostring(var.max_request_bytes)
       # monitor judges requests once predict has surely flushed them.
       PREDICTION_LOG_FLUSH_SECONDS = local.prediction_log_flush_seconds
       MONITOR_AUTO_RETRAIN         = var.monitor_auto_retrain ? "true" : "false"

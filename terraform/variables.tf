@@ -89,6 +89,16 @@ variable "collect_window" {
   default     = "P1D"
 }
 
+variable "max_request_bytes" {
+  description = "MAX_REQUEST_BYTES: the largest request body an HTTP function reads (413 beyond, before reading). Cloud Run refuses HTTP/1 requests over 32 MiB itself."
+  type        = number
+  default     = 8388608
+  validation {
+    condition     = var.max_request_bytes >= 65536 && var.max_request_bytes <= 33554432 && floor(var.max_request_bytes) == var.max_request_bytes
+    error_message = "max_request_bytes must be a whole number of bytes between 64 KiB and 32 MiB."
+  }
+}
+
 variable "function_memory" {
   description = "Memory of each function."
   type        = map(string)

@@ -22,7 +22,7 @@ log = get_logger("predict")
 
 
 def marker_path(*scope: str) -> Path:
-    """The marker of one deployment (its store, project and topic) in the temporary directory."""
+    """The marker of one deployment (its store and dataset) in the temporary directory."""
     digest = hashlib.sha256("\0".join(scope).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"forecast-predict-{digest}" / "models-changed"
 

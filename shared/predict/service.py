@@ -62,7 +62,7 @@ class PredictService:
         self._last_push_check: float | None = None
         self._check_due: float | None = None  # a coalesced push's check, brought forward
         self.marker = GenerationMarker(marker_path(settings.backend, settings.project, settings.bucket,
-                                                   str(settings.state_dir), settings.topic_model_updated))
+                                                   str(settings.state_dir), settings.dataset_spec))
 
     # -- freshness ------------------------------------------------------------------
 

@@ -292,7 +292,9 @@ def _nullable(values: np.ndarray) -> list[float | None]:
 
 def response(request: PredictRequest, result: Predictions, versions: Mapping[str, str],
              spec: DatasetSpec) -> dict[str, Any]:
-    """The response body.
+    """The response body: ``predictions``, one item per observation, for one observation and
+    for many alike; a single observation's answer adds the energy document's fields
+    (``legacy_fields``).
 
     One snapshot serves a whole request, so the model version of each target is the
     same for every instance and is given once (``model_versions``). A batch may ask
@@ -312,29 +314,34 @@ def response(request: PredictRequest, result: Predictions, versions: Mapping[str
                                                                   for t in targets},
                              "variants": variants, "derived_features": calendar})
         return body
-    rows = range(len(request.timestamps))
     pred_rows = _rows(targets, values)
-    lower_rows, upper_rows = _rows(targets, lower), _rows(targets, upper)
+    interval_rows = [dict(zip(targets, ({"lower": lo, "upper": up} for lo, up in zip(los, ups, strict=True)),
+                              strict=True))
+                     for los, ups in zip(zip(*lower.values(), strict=True), zip(*upper.values(), strict=True),
+                                         strict=True)]
     variant_rows = _rows(targets, variants)
     calendar_rows = _rows(CALENDAR_FIELDS, calendar)
-    items = [{"predictions": pred_rows[i],
-              "intervals": {t: {"lower": lower_rows[i][t], "upper": upper_rows[i][t]} for t in targets},
-              "variants": variant_rows[i], "derived_features": calendar_rows[i]} for i in rows]
-    if not request.single:
-        body["predictions"] = items
-        return body
-    item = items[0]
-    body.update(item)
-    body["input_features"] = {**{f: request.weather[f][0].item() for f in spec.feature_names},
-                              TIMESTAMP_FIELD: request.instances[0][TIMESTAMP_FIELD],
-                              **item["derived_features"]}
+    body["predictions"] = [{"predictions": p, "intervals": i, "variants": v, "derived_features": c}
+                           for p, i, v, c in zip(pred_rows, interval_rows, variant_rows, calendar_rows, strict=True)]
+    if request.single:
+        body.update(legacy_fields(request, body["predictions"][0], versions, spec))
+    return body
+
+
+def legacy_fields(request: PredictRequest, item: Mapping[str, Any], versions: Mapping[str, str],
+                  spec: DatasetSpec) -> dict[str, Any]:
+    """What the energy document's callers read from a single observation's answer, beside the
+    common shape: its ``input_features``, the legacy prediction field and ``model_version``."""
+    fields: dict[str, Any] = {"input_features": {
+        **{f: request.weather[f][0].item() for f in spec.feature_names},
+        TIMESTAMP_FIELD: request.instances[0][TIMESTAMP_FIELD], **item["derived_features"]}}
     legacy = spec.section("api")
     legacy_target = legacy.get("legacy_target")
-    main_target = str(legacy_target) if legacy_target in targets else targets[0]
+    main_target = str(legacy_target) if legacy_target in request.targets else request.targets[0]
     if legacy.get("legacy_prediction_field") and main_target == legacy_target:
-        body[legacy["legacy_prediction_field"]] = item["predictions"][main_target]
-    body["model_version"] = versions[main_target]
-    return body
+        fields[legacy["legacy_prediction_field"]] = item["predictions"][main_target]
+    fields["model_version"] = versions[main_target]
+    return fields
 
 
 class PredictApi:

@@ -207,6 +207,11 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
     }
     level = {"type": "number", "const": LEVEL, "description": "the coverage the intervals aim at"}
     legacy = spec.section("api").get("legacy_prediction_field")
+    legacy_properties = {
+        "model_version": {"type": "string", "description": "the version of the legacy target's model"},
+        "input_features": {"type": "object", "description": "the observation as read, with its calendar fields"},
+        **({legacy: {"type": "number", "description": "`predictions[0].predictions` of the legacy target"}}
+           if legacy else {})}
     rounding = {"type": "string", "enum": list(ROUNDINGS),
                 "description": f"bring a `Timestamp` off the series' {_minutes(spec)}-minute grid onto it "
                                "(`floor`); without it such a timestamp is refused"}
@@ -230,15 +235,20 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
                                                            "send them; an option may not be given twice"}}},
         "PredictionItem": {"type": "object", "properties": item_properties,
                            "required": list(item_properties), "additionalProperties": False},
-        "SingleResponse": {"type": "object", "additionalProperties": False,
-                           "required": [*item_properties, "prediction_timestamp", "input_features",
-                                        "model_version", "model_versions", "interval_level"],
-                           "properties": {**item_properties, "model_versions": versions,
-                                          "interval_level": level,
-                                          "prediction_timestamp": {"type": "string", "format": "date-time"},
-                                          "model_version": {"type": "string"},
-                                          "input_features": {"type": "object"},
-                                          **({legacy: {"type": "number"}} if legacy else {})}},
+        "SingleResponse": {
+            "type": "object", "additionalProperties": False,
+            "description": "the batch answer's shape with one item, plus the energy document's fields",
+            "required": ["predictions", "prediction_timestamp", "input_features", "model_version",
+                         "model_versions", "interval_level"],
+            "properties": {"predictions": {"type": "array", "items": _ref("PredictionItem"), "minItems": 1,
+                                           "maxItems": 1},
+                           "model_versions": versions, "interval_level": level,
+                           "prediction_timestamp": {"type": "string", "format": "date-time"},
+                           **legacy_properties}},
+        "LegacySingleFields": {
+            "type": "object", "description": "kept for the energy document's callers of one observation: "
+                                             "the same values as `predictions[0]` and `model_versions`",
+            "properties": legacy_properties},
         "BatchResponse": {"type": "object", "additionalProperties": False,
                           "required": ["prediction_timestamp", "model_versions", "interval_level"],
                           "oneOf": [{"required": ["predictions"]}, {"required": ["columns"]}],

@@ -91,24 +91,29 @@ def test_predictions_match_the_training_time_holdout_predictions(client, trained
         assert body["interval_level"] == 0.8
 
 
-def test_a_single_observation_keeps_the_energy_documents_fields(client, trained):
+def test_a_single_observation_answers_in_the_batch_shape_and_keeps_the_energy_documents_fields(client, trained):
     code, body = post(client, OBS)
     assert code == 200
-    assert set(body["predictions"]) == set(SPEC.target_names)
-    assert body["predicted_power_consumption_zone2"] == body["predictions"]["zone2"]
+    code, batch = post(client, {"instances": [OBS]})
+    [item] = body["predictions"]  # one item, as a batch of one
+    assert item == batch["predictions"][0] and body["model_versions"] == batch["model_versions"]
+    assert set(item["predictions"]) == set(SPEC.target_names)
+    assert item["derived_features"] == {"Day": 4, "Month": 2, "Hour": 14, "Minute": 30, "DayWeek": 6,
+                                        "QuarterYear": 1, "DayYear": 35}
+    assert item["variants"] == {t: "day_ahead" for t in SPEC.target_names}
+    assert all(item["intervals"][t]["lower"] < item["predictions"][t] < item["intervals"][t]["upper"]
+               for t in SPEC.target_names)
+    # The energy document's fields, for its existing callers.
+    assert body["predicted_power_consumption_zone2"] == item["predictions"]["zone2"]
     assert body["model_version"] == trained.production("zone2")["version"]
     assert body["input_features"]["Temperature"] == 12.5 and body["input_features"]["DayYear"] == 35
-    assert body["derived_features"] == {"Day": 4, "Month": 2, "Hour": 14, "Minute": 30, "DayWeek": 6,
-                                        "QuarterYear": 1, "DayYear": 35}
-    assert body["variants"] == {t: "day_ahead" for t in SPEC.target_names}
-    assert all(body["intervals"][t]["lower"] < body["predictions"][t] < body["intervals"][t]["upper"]
-               for t in SPEC.target_names)
 
 
 def test_far_past_the_actuals_the_no_history_model_serves_and_says_so(client):
     code, body = post(client, {**OBS, "Timestamp": "2017-06-01T12:00:00", "targets": ["zone3"]})
-    assert code == 200 and body["variants"] == {"zone3": "no_history"}
-    assert set(body["predictions"]) == {"zone3"} and "predicted_power_consumption_zone2" not in body
+    [item] = body["predictions"]
+    assert code == 200 and item["variants"] == {"zone3": "no_history"}
+    assert set(item["predictions"]) == {"zone3"} and "predicted_power_consumption_zone2" not in body
 
 
 def test_columns_format_carries_the_same_predictions(client):
@@ -166,11 +171,11 @@ def test_off_grid_timestamps_floor_on_request_and_vertex_ai_parameters_are_read(
     on_grid = post(client, OBS)[1]
     code, floored = post(client, {**OBS, "Timestamp": "2017-02-04T14:39:59.9", "rounding": "floor"})
     assert code == 200 and floored["predictions"] == on_grid["predictions"]
-    assert floored["derived_features"]["Minute"] == 30
+    assert floored["predictions"][0]["derived_features"]["Minute"] == 30
     code, body = post(client, {"instances": [OBS, {**OBS, "Timestamp": "2017-02-04T14:35"}],
                                "parameters": {"targets": ["zone1"], "format": "columns", "rounding": "floor"}})
     assert code == 200 and set(body["columns"]["predictions"]) == {"zone1"}
-    assert body["columns"]["predictions"]["zone1"] == [on_grid["predictions"]["zone1"]] * 2
+    assert body["columns"]["predictions"]["zone1"] == [on_grid["predictions"][0]["predictions"]["zone1"]] * 2
     assert list(body["model_versions"]) == ["zone1"]
 
 
@@ -256,7 +261,7 @@ def test_real_responses_follow_the_openapi_document(client):
     for name, instance in checks:
         errors = list(_schema_validator(doc, name).iter_errors(instance))
         assert not errors, (name, [e.message for e in errors])
-    wrong = list(_schema_validator(doc, "SingleResponse").iter_errors({"predictions": {}}))
+    wrong = list(_schema_validator(doc, "SingleResponse").iter_errors({**post(client, OBS)[1], "predictions": {}}))
     assert wrong  # the schema does reject a malformed response
     page = client.get("/docs")
     assert page.status_code == 200 and b"openapi.json" in page.data
@@ -508,10 +513,10 @@ def test_the_per_timestamp_input_cache_predicts_what_the_vectorised_path_does(cl
     code, large = post(client, {"instances": [OBS, other] * 40})
     assert code == 200
     for target in SPEC.target_names:
-        assert small["predictions"][0]["predictions"][target] == single["predictions"][target]
+        assert small["predictions"][0]["predictions"][target] == single["predictions"][0]["predictions"][target]
         assert [i["predictions"][target] for i in large["predictions"][:2]] == \
             [i["predictions"][target] for i in small["predictions"]]
         assert large["predictions"][1]["intervals"] == small["predictions"][1]["intervals"]
     # The weather is not cached with the timestamp: a warmer evening predicts differently.
     code, warmer = post(client, {**other, "Temperature": 12.5})
-    assert warmer["predictions"] != small["predictions"][1]["predictions"]
+    assert warmer["predictions"][0]["predictions"] != small["predictions"][1]["predictions"]

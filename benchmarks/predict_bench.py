@@ -2,8 +2,11 @@
 
 Prints: artifact sizes; cold start (process start to first prediction); the
 10,000-row batch (in-process core, and end-to-end HTTP in both response
-formats); and a load run with concurrent clients (requests/s, p50/p90/p99,
-failures, server RSS). Bounded in time; stops everything it starts.
+formats); load runs with concurrent clients at one worker and at one worker per
+core (requests/s, p50/p90/p99, failures), beside the bare framework's ceiling (a
+trivial handler at one worker); and the server's RSS after the load and at its
+peak under legal maximum batches sent concurrently. Bounded in time; stops
+everything it starts.
 
     .venv/bin/python benchmarks/predict_bench.py [--clients 8] [--seconds 10]
 """
@@ -59,21 +62,21 @@ def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int,
     return response.status, response.read()
 
 
-def server_env() -> dict[str, str]:
-    """One gunicorn worker per core (functions-framework reads WORKERS and THREADS)."""
+def server_env(workers: int | None = None) -> dict[str, str]:
+    """One gunicorn worker per core unless told (functions-framework reads WORKERS and THREADS)."""
     return {**os.environ, "PYTHONPATH": str(ROOT),
-            "WORKERS": os.environ.get("WORKERS", str(os.cpu_count() or 1)),
+            "WORKERS": str(workers) if workers else os.environ.get("WORKERS", str(os.cpu_count() or 1)),
             "THREADS": os.environ.get("THREADS", "4")}
 
 
-def start_server(port: int) -> tuple[subprocess.Popen, float]:
-    """Start predict; returns the process and the seconds until its first prediction."""
-    env = server_env()
+def start_server(port: int, workers: int | None = None, source: Path = ROOT / "functions/predict/main.py",
+                 target: str = "predict") -> tuple[subprocess.Popen, float]:
+    """Start a function; returns the process and the seconds until its first 200 to OBS."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "functions-framework"), "--target", "predict", "--source",
-         str(ROOT / "functions/predict/main.py"), "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        [str(Path(sys.executable).parent / "functions-framework"), "--target", target, "--source",
+         str(source), "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env(workers), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     body = json.dumps(OBS).encode()
     while True:
         try:
@@ -85,8 +88,18 @@ def start_server(port: int) -> tuple[subprocess.Popen, float]:
         except OSError:
             pass
         if process.poll() is not None or time.perf_counter() - started > 60:
-            raise RuntimeError("predict did not start")
+            raise RuntimeError(f"{target} did not start")
         time.sleep(0.01)
+
+
+# The framework's own ceiling: a handler that parses the body and answers a small JSON object.
+BARE_HANDLER = """import functions_framework
+
+@functions_framework.http
+def bare(request):
+    request.get_json()
+    return {"predictions": [{"zone1": 1.0}]}
+"""
 
 
 def rss_mb(pid: int) -> float:
@@ -194,18 +207,60 @@ def main() -> None:
                 print(f"10,000-row batch, end to end over HTTP, format {fmt}: median "
                       f"{statistics.median(times):.1f} ms ({len(body) / 1e6:.2f} MB request)")
             conn.close()
-            with multiprocessing.Pool(args.clients) as pool:
-                client((port, 1.0))  # warm-up
-                results = pool.map(client, [(port, args.seconds)] * args.clients)
-            latencies = sorted(x for lat, _ in results for x in lat)
-            failures = sum(f for _, f in results)
-            q = statistics.quantiles(latencies, n=100)
-            print(f"load, {args.clients} concurrent clients, {args.seconds:.0f} s, single observations: "
-                  f"{len(latencies) / args.seconds:.0f} requests/s, p50 {q[49] * 1000:.1f} ms, "
-                  f"p90 {q[89] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, failures {failures}")
+            print(f"load, {env['WORKERS']} workers: {load(port, args.clients, args.seconds)}")
             print(f"server RSS after load: {rss_mb(process.pid):.0f} MB")
+            print(f"server RSS under {args.clients} concurrent 10,000-row batches, 3 each: "
+                  f"peak {peak_rss_under_batches(process.pid, port, bodies['instances'], args.clients):.0f} MB")
         finally:
             stop_process(process, 15)
+        port = free_port()
+        process, _ = start_server(port, workers=1)
+        try:
+            print(f"load, 1 worker: {load(port, args.clients, args.seconds)}")
+        finally:
+            stop_process(process, 15)
+    with tempfile.TemporaryDirectory() as bare:
+        source = Path(bare) / "main.py"
+        source.write_text(BARE_HANDLER)
+        port = free_port()
+        process, _ = start_server(port, workers=1, source=source, target="bare")
+        try:
+            print(f"load, 1 worker, bare framework (trivial handler): {load(port, args.clients, args.seconds)}")
+        finally:
+            stop_process(process, 15)
+
+
+def load(port: int, clients: int, seconds: float) -> str:
+    """Single observations from ``clients`` concurrent keep-alive clients for ``seconds``."""
+    with multiprocessing.Pool(clients) as pool:
+        client((port, 1.0))  # warm-up
+        results = pool.map(client, [(port, seconds)] * clients)
+    latencies = sorted(x for lat, _ in results for x in lat)
+    failures = sum(f for _, f in results)
+    q = statistics.quantiles(latencies, n=100)
+    return (f"{clients} concurrent clients, {seconds:.0f} s, single observations: "
+            f"{len(latencies) / seconds:.0f} requests/s, p50 {q[49] * 1000:.1f} ms, "
+            f"p90 {q[89] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, failures {failures}")
+
+
+def _send_batches(args: tuple[int, bytes, int]) -> int:
+    port, body, count = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    failures = sum(post(conn, "/predict", body)[0] != 200 for _ in range(count))
+    conn.close()
+    return failures
+
+
+def peak_rss_under_batches(pid: int, port: int, body: bytes, clients: int) -> float:
+    """The server's peak RSS, sampled every 50 ms, while ``clients`` send 3 maximum batches each."""
+    peak = rss_mb(pid)
+    with multiprocessing.Pool(clients) as pool:
+        pending = pool.map_async(_send_batches, [(port, body, 3)] * clients)
+        while not pending.ready():
+            peak = max(peak, rss_mb(pid))
+            time.sleep(0.05)
+        assert sum(pending.get()) == 0, "a maximum batch failed"
+    return max(peak, rss_mb(pid))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ the function as functions-framework builds it.
 from __future__ import annotations
 
 import json
-import math
 import resource
 
 import pytest
@@ -19,76 +18,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from shared.core.dataset_spec import load_spec
 from tests.functions.test_predict import OBS, collect_and_train
 from tests.support.functions import function_app, served_function
+from tests.support.predict_bodies import BODIES, encode
 
-SPEC = load_spec("tetouan_power")
-FIELDS = [*SPEC.feature_names, "Timestamp"]
 # Growth of the test process's peak RSS over every example; a leak of the request bodies
 # (up to 2 MiB each, hundreds of examples) would pass it many times over.
 RSS_GROWTH_LIMIT_MB = 300
-# Stands for a 5,000-digit number literal (longer than Python converts), spliced in by _encode.
-HUGE = "<5000 digits>"
 
 pytestmark = pytest.mark.parametrize("backend_name", ["embedded"])
-
-
-def _edges(lo: float, hi: float) -> st.SearchStrategy:
-    """Numbers at, inside and past a field's physical range, and the ones JSON can only just hold."""
-    return st.one_of(
-        st.floats(min_value=lo, max_value=hi),
-        st.sampled_from([lo, hi, math.nextafter(lo, -math.inf), math.nextafter(hi, math.inf), 0, -0.0,
-                         1e308, -1e308, 5e-324, 10 ** 400, -(10 ** 400), 2 ** 63, float("nan"), float("inf"),
-                         HUGE]),
-        st.integers(min_value=-(10 ** 30), max_value=10 ** 30),
-    )
-
-
-TIMESTAMPS = st.one_of(
-    st.datetimes().map(lambda d: d.isoformat()),
-    st.sampled_from(["0001-01-01T00:30+01:00", "9999-12-31T23:59:00-01:00", "0001-01-01T00:30:00",
-                     "2017-02-04", "2017-W05-6", "2017-02-04T14:35:17.123456Z", "2017-13-01T00:00",
-                     "2017-02-04T24:00", "+002017-02-04T00:00", "2017-02-04T14:30:00+14:00", ""]),
-    st.text(max_size=40),
-)
-
-
-def _observation() -> st.SearchStrategy:
-    values = {f: _edges(SPEC.column(f).min, SPEC.column(f).max) for f in SPEC.feature_names}
-    return st.fixed_dictionaries({**values, "Timestamp": TIMESTAMPS},
-                                 optional={"targets": st.lists(st.sampled_from([*SPEC.target_names, "zone9"]),
-                                                               max_size=4)})
-
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
-    | st.sampled_from([HUGE, -(10 ** 400)]),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.sampled_from([*FIELDS, "instances", "targets", "format", "é", ""]) | st.text(max_size=8),
-                      children, max_size=6),
-    max_leaves=25,
-)
-
-
-def _encode(body: object) -> bytes:
-    text = json.dumps(body, allow_nan=True)  # NaN and Infinity literals on purpose
-    return text.replace(f'"{HUGE}"', "9" * 5000).encode()
-
-
-BODIES = st.one_of(
-    _observation().map(_encode),
-    st.lists(_observation(), min_size=1, max_size=30).map(lambda xs: _encode({"instances": xs})),
-    st.builds(lambda xs, fmt: _encode({"instances": xs, "format": fmt}),
-              st.lists(_observation(), min_size=1, max_size=5), st.sampled_from(["columns", "instances", 7])),
-    JSON.map(_encode),
-    st.builds(lambda obs, extra: _encode({**obs, **extra}), _observation(), st.dictionaries(st.text(max_size=5), JSON,
-                                                                                         max_size=3)),
-    st.integers(min_value=1, max_value=200_000).map(lambda n: b"[" * n + b"]" * n),
-    st.integers(min_value=1, max_value=3_000).map(lambda n: b'{"instances":' * n + b"1" + b"}" * n),
-    st.binary(max_size=200),
-    st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass")),
-)
 
 
 def _peak_rss_mb() -> float:
@@ -137,10 +75,10 @@ def test_no_generated_body_gets_a_5xx_and_every_refusal_names_its_field(fuzz_cli
      b' "DiffuseFlows": 1, "Timestamp": "2017-02-04T14:30:00"}', "Temperature", "not a finite number"),
     (b"[" * 100_000 + b"]" * 100_000, "body", "nested too deeply"),
     (b'{"a":' * 990 + b"1" + b"}" * 990, "body", "nested too deeply"),
-    (_encode({**OBS, "Timestamp": "0001-01-01T00:30+01:00"}), "Timestamp", "timestamp out of range"),
-    (_encode({**OBS, "Timestamp": "9999-12-31T23:59:00-01:00"}), "Timestamp", "timestamp out of range"),
-    (_encode({**OBS, "Timestamp": "0001-01-01T00:30:00+01:00"}), "Timestamp", "timestamp out of range"),
-    (_encode({"instances": [OBS, {**OBS, "Timestamp": "0001-01-01T00:30:00"}]}), "instances[1].Timestamp",
+    (encode({**OBS, "Timestamp": "0001-01-01T00:30+01:00"}), "Timestamp", "timestamp out of range"),
+    (encode({**OBS, "Timestamp": "9999-12-31T23:59:00-01:00"}), "Timestamp", "timestamp out of range"),
+    (encode({**OBS, "Timestamp": "0001-01-01T00:30:00+01:00"}), "Timestamp", "timestamp out of range"),
+    (encode({"instances": [OBS, {**OBS, "Timestamp": "0001-01-01T00:30:00"}]}), "instances[1].Timestamp",
      "timestamp out of range"),
 ])
 def test_each_input_that_once_got_a_5xx_is_refused_by_name(fuzz_client, body, field, reason):

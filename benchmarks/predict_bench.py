@@ -213,19 +213,23 @@ def main() -> None:
                   f"peak {peak_rss_under_batches(process.pid, port, bodies['instances'], args.clients):.0f} MB")
         finally:
             stop_process(process, 15)
-        port = free_port()
-        process, _ = start_server(port, workers=1)
-        try:
-            print(f"load, 1 worker: {load(port, args.clients, args.seconds)}")
-        finally:
-            stop_process(process, 15)
+        for threads in ("1", "4"):  # Terraform's choice at one vCPU, then the former default
+            os.environ["THREADS"] = threads
+            port = free_port()
+            process, _ = start_server(port, workers=1)
+            try:
+                print(f"load, 1 worker, THREADS={threads}: {load(port, args.clients, args.seconds)}")
+            finally:
+                stop_process(process, 15)
     with tempfile.TemporaryDirectory() as bare:
         source = Path(bare) / "main.py"
         source.write_text(BARE_HANDLER)
+        os.environ["THREADS"] = "1"
         port = free_port()
         process, _ = start_server(port, workers=1, source=source, target="bare")
         try:
-            print(f"load, 1 worker, bare framework (trivial handler): {load(port, args.clients, args.seconds)}")
+            print(f"load, 1 worker, THREADS=1, bare framework (trivial handler): "
+                  f"{load(port, args.clients, args.seconds)}")
         finally:
             stop_process(process, 15)
 

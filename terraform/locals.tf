@@ -67,9 +67,11 @@ locals {
       PREDICTION_LOG_FLUSH_RECORDS = "200"
       PREDICTION_LOG_FLUSH_SECONDS = local.prediction_log_flush_seconds
       PREDICTION_LOG_MAX_ROWS      = "50000"
-      # functions-framework: one gunicorn worker per vCPU (one process is GIL-bound).
+      # functions-framework: one gunicorn worker per vCPU (one process is GIL-bound). A lone
+      # worker serves best with one thread: threads only contend for its GIL (measured at one
+      # worker: 686-747 requests/s, p99 20-21 ms with 1 thread; 476, p99 32 ms with 4; docs/predict.md).
       WORKERS = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
-      THREADS = "4"
+      THREADS = contains(["0.5", "1"], var.function_cpu["predict"]) ? "1" : "4"
     }
     monitor = {
       MONITOR_WINDOW              = "P1D"

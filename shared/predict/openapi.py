@@ -308,6 +308,12 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
         "Error": {"type": "object", "required": ["error"], "additionalProperties": False, "properties": {
             "error": {"type": "string"},
             "errors": {"type": "array", "items": _ref("FieldError")}}},
+        "PushEnvelope": {"type": "object", "required": ["message"], "properties": {
+            "subscription": {"type": "string"},
+            "message": {"type": "object", "required": ["messageId"], "properties": {
+                "data": {"type": "string", "contentEncoding": "base64"}, "messageId": {"type": "string"},
+                "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
+                "publishTime": {"type": "string", "format": "date-time"}}}}},
         "ValidationError": {"type": "object", "required": ["error", "errors"], "additionalProperties": False,
                             "properties": {"error": {"type": "string"},
                                            "errors": {"type": "array", "items": _ref("FieldError"), "minItems": 1,
@@ -367,7 +373,10 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
         "info": {"title": f"{spec.name} forecasting — predict", "version": "1",
                  "description": _description(spec, max_instances, api_key_required, examples["request"],
                                                 max_body_bytes)},
-        "tags": [{"name": "predict"}, {"name": "service", "description": "health and documentation"}],
+        # Relative: the document is served by the deployment it describes (its URL differs per project).
+        "servers": [{"url": "/", "description": "this deployment"}],
+        "tags": [{"name": "predict"}, {"name": "service", "description": "health and documentation"},
+                 {"name": "internal", "description": "called by Pub/Sub, not by clients"}],
         "paths": {
             "/predict": {"post": {**predict_op, "operationId": "predict"}},
             "/": {"post": {**predict_op, "operationId": "predictRoot",
@@ -384,6 +393,23 @@ def document(spec: DatasetSpec, max_instances: int, api_key_required: bool = Fal
                               "responses": {"200": {"description": "HTML (Swagger UI, served by the function)",
                                                     "content": {"text/html": {"schema": {"type": "string"}}}},
                                             "503": _ref("Unavailable", "responses")}}},
+            "/projects/{project}/topics/{topic}": {"post": {
+                "tags": ["internal"], "operationId": "modelUpdatedPush",
+                "summary": "A model-updated push from Pub/Sub: check the registry now (at most once per "
+                           "refresh period; later pushes in it bring the next check forward)",
+                "description": "Only the push subscription's service account is meant to call it: Cloud Run "
+                               "verifies the OIDC token the subscription attaches. It never bypasses the API "
+                               "key for anything else and does nothing but a rate-bounded reload.",
+                "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                               for n in ("project", "topic")],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PushEnvelope")}}},
+                "responses": {"200": {"description": "the versions now loaded, any load errors, and whether the "
+                                                     "push was coalesced", "content": {"application/json": {
+                                                         "schema": {"type": "object"}}}},
+                              "400": _ref("ValidationError", "responses"),
+                              "405": _ref("MethodNotAllowed", "responses"),
+                              "413": _ref("PayloadTooLarge", "responses"),
+                              "415": _ref("UnsupportedMediaType", "responses")}}},
         },
         "components": components,
     }

@@ -246,7 +246,11 @@ def _schema_validator(doc: dict, name: str) -> Draft202012Validator:
 def test_real_responses_follow_the_openapi_document(client):
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) >= {"/", "/predict", "/health", "/openapi.json"}
+    assert set(doc["paths"]) >= {"/", "/predict", "/health", "/openapi.json", "/projects/{project}/topics/{topic}"}
+    assert doc["servers"][0]["url"] == "/"  # the deployment that serves the document
+    push = push_body({"cause": "retrain"}, "mu-doc", subscription="projects/p/subscriptions/s")
+    assert not list(_schema_validator(doc, "PushEnvelope").iter_errors(push))
+    assert list(_schema_validator(doc, "PushEnvelope").iter_errors({"reload": "please"}))
     assert doc["components"]["schemas"]["Observation"]["properties"]["Humidity"]["maximum"] == 100.0
     checks = [
         ("SingleRequest", OBS), ("BatchRequest", {"instances": [OBS, OBS]}),

@@ -183,7 +183,7 @@ def read_push_envelope(request: Any) -> dict[str, Any]:
     """The Pub/Sub push envelope a push route accepts: a POSTed JSON object whose
     ``message`` object carries base64 ``data`` and a message id; InvalidRequest (or
     MethodNotAllowed) naming what is wrong otherwise. Who may push is Cloud Run's
-    check of the subscription's OIDC token (docs/deploy.md), not this one."""
+    check of the subscription's OIDC token (docs/predict.md), not this one."""
     if request.method != "POST":
         raise MethodNotAllowed(request.method, ("POST",))
     body = read_json_object(request, allow_empty=False)

@@ -72,12 +72,17 @@ class PredictRequest:
     format: str = "instances"
 
 
+def _looks_like_datetime(text: str) -> bool:
+    """``YYYY-MM-DD`` then a time: a date alone, a week date or an ordinal date names no time of day."""
+    return len(text) >= 16 and text[4:5] == "-" and text[5:7].isdigit() and text[10:11] in ("T", " ")
+
+
 def _parse_one_timestamp(value: str, spec: DatasetSpec) -> np.datetime64 | None:
     """The timestamp as local datetime64[us]; None when it is not a date and a time of day;
     NaT when out of range."""
     raw = value.strip()
-    if len(raw) < 16 or raw[10:11] not in ("T", " ") or not raw[5:7].isdigit():
-        return None  # a date alone, a week date or an ordinal date names no time of day
+    if not _looks_like_datetime(raw):
+        return None
     try:
         parsed = parse_iso_local(raw, spec.utc_offset)
     except OverflowError:  # an offset that takes the time past year 1 or 9999
@@ -90,8 +95,7 @@ def _parse_one_timestamp(value: str, spec: DatasetSpec) -> np.datetime64 | None:
 
 def _fast_timestamps(values: list[Any], spec: DatasetSpec) -> np.ndarray | None:
     """All values parsed at once when they all look like date-times and parse in range, else None."""
-    if not all(isinstance(v, str) and len(v) >= 16 and v[4:5] == "-" and v[10:11] in ("T", " ")
-               and v[5:7].isdigit() for v in values):
+    if not all(isinstance(v, str) and _looks_like_datetime(v) for v in values):
         return None
     try:
         with warnings.catch_warnings():
@@ -183,7 +187,7 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
     errors: list[dict] = []
     single = "instances" not in body
     fields = (*spec.feature_names, TIMESTAMP_FIELD)
-    options = _options(body, single, errors)
+    options, places = _options(body, single, errors)
     if single:
         # One observation takes ``targets`` and ``rounding`` beside its fields (``format`` is a batch's).
         instances: list[Any] = [{k: v for k, v in body.items() if k not in SINGLE_OPTIONS}]
@@ -204,13 +208,13 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
         def path(i: int, name: str) -> str:
             return f"instances[{i}].{name}"
 
-    targets = _targets(options.get("targets"), spec, available_targets, errors)
+    targets = _targets(options.get("targets"), places.get("targets", "targets"), spec, available_targets, errors)
     response_format = options.get("format", "instances") if not single else "instances"
     if response_format not in FORMATS:
-        errors.append(field_error(options.where("format"), "unknown response format", allowed=list(FORMATS)))
+        errors.append(field_error(places.get("format", "format"), "unknown response format", allowed=list(FORMATS)))
     rounding = options.get("rounding")
     if rounding is not None and rounding not in ROUNDINGS:
-        errors.append(field_error(options.where("rounding"), "unknown rounding", allowed=list(ROUNDINGS)))
+        errors.append(field_error(places["rounding"], "unknown rounding", allowed=list(ROUNDINGS)))
         rounding = None
     allowed = set(fields)
     for i, inst in enumerate(instances):
@@ -231,48 +235,41 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
     return PredictRequest(single, timestamps, weather, targets, instances, response_format)
 
 
-class _Options(dict):
-    """The request options given, and where each was given (``format`` or ``parameters.format``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.places: dict[str, str] = {}
-
-    def where(self, name: str) -> str:
-        return self.places.get(name, name)
-
-
-def _options(body: Mapping[str, Any], single: bool, errors: list[dict]) -> _Options:
+def _options(body: Mapping[str, Any], single: bool,
+             errors: list[dict]) -> tuple[dict[str, Any], dict[str, str]]:
     """``targets``, ``format`` and ``rounding`` from the top level or from Vertex AI's
-    ``parameters`` object (a batch only); one given in both places is an error."""
-    options = _Options()
+    ``parameters`` object (a batch only), and where each was given (``format`` or
+    ``parameters.format``, for error paths); one given in both places is an error."""
+    options: dict[str, Any] = {}
+    places: dict[str, str] = {}
     for name in SINGLE_OPTIONS if single else OPTIONS:
         if name in body:
-            options[name], options.places[name] = body[name], name
+            options[name], places[name] = body[name], name
     if single or "parameters" not in body:
-        return options
+        return options, places
     parameters = body["parameters"]
     if not isinstance(parameters, dict):
         errors.append(field_error("parameters", "wrong type", expected="object"))
-        return options
+        return options, places
     errors += [field_error(f"parameters.{k}", "unknown field") for k in sorted(set(parameters) - set(OPTIONS))]
     for name in OPTIONS:
         if name not in parameters:
             continue
         if name in options:
             errors.append(field_error(f"parameters.{name}", "given twice", also=name))
-        options[name], options.places[name] = parameters[name], f"parameters.{name}"
-    return options
+        options[name], places[name] = parameters[name], f"parameters.{name}"
+    return options, places
 
 
-def _targets(value: Any, spec: DatasetSpec, available: Sequence[str], errors: list[dict]) -> tuple[str, ...]:
+def _targets(value: Any, where: str, spec: DatasetSpec, available: Sequence[str],
+             errors: list[dict]) -> tuple[str, ...]:
     if value is None:
         return tuple(available) or tuple(spec.target_names)
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        errors.append(field_error("targets", "wrong type", expected="non-empty list of target names"))
+        errors.append(field_error(where, "wrong type", expected="non-empty list of target names"))
         return ()
     unknown = [i for i, v in enumerate(value) if v not in spec.target_names]
-    errors += [field_error(f"targets[{i}]", "unknown target", value=value[i], allowed=spec.target_names)
+    errors += [field_error(f"{where}[{i}]", "unknown target", value=value[i], allowed=spec.target_names)
                for i in unknown]
     return tuple(dict.fromkeys(value))
 

@@ -118,10 +118,10 @@ class PredictService:
         now = self.clock()
         period = self.settings.model_refresh_seconds
         with self._push_lock:
-            coalesced = self._last_push_check is not None and now - self._last_push_check < period
-            if coalesced:
-                assert self._last_push_check is not None
-                self._check_due = self._last_push_check + period
+            last = self._last_push_check
+            coalesced = last is not None and now - last < period
+            if last is not None and coalesced:
+                self._check_due = last + period
             else:
                 self._last_push_check = now
         if not coalesced:

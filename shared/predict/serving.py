@@ -179,8 +179,7 @@ class ModelCache:
                 for target in changed:
                     self._refuse(target, pointers[target], self.snapshot.models.get(target),
                                  f"trial prediction failed: {type(exc).__name__}: {exc}")
-                snapshot = None
-            if snapshot is not None:
+            else:
                 self.snapshot = snapshot  # the one atomic swap
                 for target in changed:
                     self.errors.pop(target, None)

@@ -153,6 +153,7 @@ BAD_INPUTS = [
     ({"instances": [OBS], "parameters": {"format": "xml"}}, "parameters.format", "unknown response format"),
     ({"instances": [OBS], "parameters": {"confidence": 0.9}}, "parameters.confidence", "unknown field"),
     ({"instances": [OBS], "parameters": ["zone1"]}, "parameters", "wrong type"),
+    ({"instances": [OBS], "parameters": {"targets": ["zone9"]}}, "parameters.targets[0]", "unknown target"),
     ({"instances": [OBS], "format": "columns", "parameters": {"format": "columns"}}, "parameters.format",
      "given twice"),
 ]

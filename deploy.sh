@@ -99,6 +99,12 @@ gcp() {
   gcloud auth application-default print-access-token >/dev/null 2>&1 \
     || die "Terraform needs Application Default Credentials: run 'gcloud auth application-default login'."
 
+  # Terraform itself needs these two to read the project and to enable the other APIs
+  # (needs serviceusage.services.enable: roles/serviceusage.serviceUsageAdmin or Owner).
+  echo "Enabling the Cloud Resource Manager and Service Usage APIs on $project..."
+  gcloud services enable cloudresourcemanager.googleapis.com serviceusage.googleapis.com --project "$project" \
+    || die "could not enable the Cloud Resource Manager and Service Usage APIs on $project (docs/deploy.md, step 2)."
+
   cd "$ROOT"
   local code_version
   code_version="$(build | awk '/^code_version/ {print $2}')"

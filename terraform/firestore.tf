@@ -6,7 +6,7 @@ resource "google_firestore_database" "main" {
   point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
   delete_protection_state           = "DELETE_PROTECTION_ENABLED"
   deletion_policy                   = "ABANDON"
-  depends_on                        = [google_project_service.apis]
+  depends_on                        = [terraform_data.apis_ready]
 }
 
 # Composite indexes of the queries the code makes: an equality filter plus an

@@ -1,5 +1,4 @@
 resource "google_cloudfunctions2_function" "functions" {
-  #checkov:skip=CKV_GCP_124:Only predict may be ALLOW_ALL (var.predict_ingress), for callers outside the project; every call still needs roles/run.invoker and there is no allUsers binding. The other three are ALLOW_INTERNAL_ONLY.
   for_each    = local.functions
   name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   location    = var.region
@@ -28,7 +27,7 @@ resource "google_cloudfunctions2_function" "functions" {
     # Every call needs an identity token of an invoker (no allUsers binding exists).
     ingress_settings               = each.value.ingress
     all_traffic_on_latest_revision = true
-    environment_variables          = merge(local.common_env, local.function_env[each.key])
+    environment_variables          = merge(local.common_env, local.function_env[each.key], { OMP_NUM_THREADS = local.threads[each.key] })
 
     dynamic "secret_environment_variables" {
       for_each = lookup(local.secret_env, each.key, {})
@@ -41,9 +40,25 @@ resource "google_cloudfunctions2_function" "functions" {
     }
   }
 
+  lifecycle {
+    precondition {
+      condition     = tonumber(var.function_cpu[each.key]) >= 1 || each.value.concurrency == 1
+      error_message = "${each.key}: Cloud Run serves more than one request at a time (concurrency ${each.value.concurrency}) only with at least 1 vCPU; raise function_cpu.${each.key} or lower its concurrency."
+    }
+    precondition {
+      condition     = tonumber(var.function_cpu[each.key]) >= 1 || local.memory_gib[each.key] <= 1
+      error_message = "${each.key}: Cloud Run allows more than 1Gi of memory only with at least 1 vCPU."
+    }
+    precondition {
+      condition     = tonumber(var.function_cpu[each.key]) < 4 || local.memory_gib[each.key] >= 2
+      error_message = "${each.key}: Cloud Run needs at least 2Gi of memory for 4 vCPU."
+    }
+  }
+
+  # A function starts only once its build can read the source and it can read its secrets.
   depends_on = [
-    google_project_service.apis,
+    terraform_data.apis_ready,
     google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_sources,
+    google_secret_manager_secret_iam_member.secret_env,
   ]
 }

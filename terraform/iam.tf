@@ -1,28 +1,33 @@
 # One service account per function, holding only what its code does (README "Least privilege").
+# Every service account waits for the IAM API (terraform_data.apis_ready).
 resource "google_service_account" "functions" {
   for_each     = local.functions
   account_id   = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   display_name = "${each.key} function"
+  depends_on   = [terraform_data.apis_ready]
 }
 
 resource "google_service_account" "scheduler" {
   account_id   = "${var.name_prefix}-scheduler"
   display_name = "Cloud Scheduler jobs (OIDC invoker)"
+  depends_on   = [terraform_data.apis_ready]
 }
 
 resource "google_service_account" "pubsub_push" {
   account_id   = "${var.name_prefix}-pubsub-push"
   display_name = "Pub/Sub push subscriptions (OIDC invoker)"
+  depends_on   = [terraform_data.apis_ready]
 }
 
 resource "google_service_account" "build" {
   account_id   = "${var.name_prefix}-build"
   display_name = "Cloud Build of the function bundles"
+  depends_on   = [terraform_data.apis_ready]
 }
 
 locals {
-  pubsub_agent    = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-  scheduler_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+  # The Pub/Sub service agent exists once the Pub/Sub API is on; grants to it wait for that.
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
   # Object access per function: role -> object prefixes in the data bucket.
   storage_grants = {
@@ -109,18 +114,12 @@ resource "google_project_iam_member" "firestore" {
   member   = "serviceAccount:${google_service_account.functions[each.key].email}"
 }
 
-resource "google_secret_manager_secret_iam_member" "predict_api_key" {
-  count     = var.predict_api_key_secret == null ? 0 : 1
-  secret_id = var.predict_api_key_secret
+# Each function reads only the secrets of its own environment (local.secret_env).
+resource "google_secret_manager_secret_iam_member" "secret_env" {
+  for_each  = local.secret_bindings
+  secret_id = each.value.secret
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.functions["predict"].email}"
-}
-
-resource "google_secret_manager_secret_iam_member" "alert_webhook" {
-  count     = var.alert_webhook_secret == null ? 0 : 1
-  secret_id = var.alert_webhook_secret
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.functions["monitor"].email}"
+  member    = "serviceAccount:${google_service_account.functions[each.value.fn].email}"
 }
 
 # Invocation: no allUsers anywhere; schedulers and push subscriptions call with OIDC tokens.
@@ -140,29 +139,21 @@ resource "google_cloud_run_v2_service_iam_member" "predict_callers" {
   member   = each.value
 }
 
-# The Pub/Sub and Cloud Scheduler service agents mint the OIDC tokens.
+# The Pub/Sub service agent mints the push subscriptions' OIDC tokens. Projects created
+# after 2021-04-08 grant it this already; older ones need it (docs/deploy.md). The Cloud
+# Scheduler service agent's own role covers its tokens on current projects: no grant.
 resource "google_service_account_iam_member" "pubsub_token_creator" {
   service_account_id = google_service_account.pubsub_push.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_agent
+  depends_on         = [terraform_data.apis_ready]
 }
 
-resource "google_service_account_iam_member" "scheduler_token_creator" {
-  service_account_id = google_service_account.scheduler.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.scheduler_agent
-}
-
-# Cloud Build reads the bundle, writes the image and its logs.
+# Cloud Build of a function with its own build service account: Google's documented
+# role for it is Cloud Run Builder (read the source from the bucket, push the image to
+# Artifact Registry, write build logs).
 resource "google_project_iam_member" "build" {
-  for_each = toset(["roles/logging.logWriter", "roles/artifactregistry.writer"])
-  project  = var.project_id
-  role     = each.value
-  member   = "serviceAccount:${google_service_account.build.email}"
-}
-
-resource "google_storage_bucket_iam_member" "build_sources" {
-  bucket = google_storage_bucket.sources.name
-  role   = "roles/storage.objectViewer"
-  member = "serviceAccount:${google_service_account.build.email}"
+  project = var.project_id
+  role    = "roles/run.builder"
+  member  = "serviceAccount:${google_service_account.build.email}"
 }

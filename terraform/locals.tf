@@ -14,9 +14,21 @@ locals {
     # Pub/Sub push and Cloud Scheduler in the same project count as internal traffic.
     collect_data = { timeout = 540, max_instances = 1, concurrency = 1, ingress = "ALLOW_INTERNAL_ONLY" }
     retrain      = { timeout = 540, max_instances = 2, concurrency = 1, ingress = "ALLOW_INTERNAL_ONLY" }
-    predict      = { timeout = 60, max_instances = var.predict_max_instances, concurrency = 8, ingress = var.predict_ingress }
-    monitor      = { timeout = 540, max_instances = 1, concurrency = 1, ingress = "ALLOW_INTERNAL_ONLY" }
+    predict      = { timeout = 60, max_instances = var.predict_max_instances, concurrency = var.predict_concurrency, ingress = var.predict_ingress }
+    # A model-updated push arriving during a scheduled run must not get a 429 (which Pub/Sub
+    # retries toward the dead-letter topic): two runs fit side by side; alerts are updated
+    # in transactions keyed by condition, so overlapping runs do not raise one twice.
+    monitor = { timeout = 540, max_instances = 2, concurrency = 2, ingress = "ALLOW_INTERNAL_ONLY" }
   }
+
+  # Memory in GiB per function ("512Mi" or "2Gi"), for Cloud Run's CPU/memory rules and the cost model.
+  memory_gib = {
+    for k, v in var.function_memory : k => endswith(v, "Mi") ? tonumber(trimsuffix(v, "Mi")) / 1024 : tonumber(trimsuffix(v, "Gi"))
+  }
+  # Native thread pools (OpenMP in scikit-learn) size themselves from the host's cores, not the
+  # instance's vCPU: OMP_NUM_THREADS carries the vCPU count, and retrain's fits apply it with
+  # threadpoolctl (shared/retrain/training.py, docs/retrain.md).
+  threads = { for k, v in var.function_cpu : k => tostring(max(1, floor(tonumber(v)))) }
 
   # Push subscriptions: topic -> consuming function. Declared here (not by Eventarc)
   # so each one carries a dead-letter policy; see README "Event delivery".
@@ -63,14 +75,14 @@ locals {
       MODEL_REFRESH_SECONDS        = "10"
       PREDICT_MAX_INSTANCES        = "10000"
       MAX_REQUEST_BYTES            = tostring(var.max_request_bytes)
-      PREDICT_THREADS              = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
+      PREDICT_THREADS              = local.threads["predict"]
       PREDICTION_LOG_FLUSH_RECORDS = "200"
       PREDICTION_LOG_FLUSH_SECONDS = local.prediction_log_flush_seconds
       PREDICTION_LOG_MAX_ROWS      = "50000"
       # functions-framework: one gunicorn worker per vCPU (one process is GIL-bound). A lone
       # worker serves best with one thread: threads only contend for its GIL (measured at one
       # worker: 686-747 requests/s, p99 20-21 ms with 1 thread; 476, p99 32 ms with 4; docs/predict.md).
-      WORKERS = var.function_cpu["predict"] == "0.5" ? "1" : var.function_cpu["predict"]
+      WORKERS = local.threads["predict"]
       THREADS = contains(["0.5", "1"], var.function_cpu["predict"]) ? "1" : "4"
     }
     monitor = {
@@ -87,12 +99,20 @@ locals {
       MONITOR_AUTO_RETRAIN         = var.monitor_auto_retrain ? "true" : "false"
       COST_MODEL = jsonencode({
         vcpu       = tonumber(var.function_cpu["predict"])
-        memory_gib = tonumber(trimsuffix(var.function_memory["predict"], "Gi"))
+        memory_gib = local.memory_gib["predict"]
       })
     }
   }
+  # Environment variables read from Secret Manager, per function: name -> secret id.
   secret_env = {
-    predict = var.predict_api_key_secret == null ? {} : { PREDICT_API_KEY = var.predict_api_key_secret }
-    monitor = var.alert_webhook_secret == null ? {} : { ALERT_WEBHOOK_URL = var.alert_webhook_secret }
+    # The api_key_env variables named by COLLECT_SOURCES' http sources (docs/collect.md).
+    collect_data = var.collect_secrets
+    predict      = var.predict_api_key_secret == null ? {} : { PREDICT_API_KEY = var.predict_api_key_secret }
+    monitor      = var.alert_webhook_secret == null ? {} : { ALERT_WEBHOOK_URL = var.alert_webhook_secret }
+  }
+  secret_bindings = {
+    for b in flatten([
+      for fn, env in local.secret_env : [for name, secret in env : { key = "${fn}-${name}", fn = fn, secret = secret }]
+    ]) : b.key => b
   }
 }

@@ -5,6 +5,7 @@ resource "google_monitoring_notification_channel" "email" {
   labels = {
     email_address = var.alert_email
   }
+  depends_on = [terraform_data.apis_ready]
 }
 
 locals {
@@ -15,6 +16,7 @@ resource "google_monitoring_alert_policy" "function_errors" {
   display_name          = "${var.name_prefix}: function 5xx responses"
   combiner              = "OR"
   notification_channels = local.notification_channels
+  depends_on            = [terraform_data.apis_ready]
   conditions {
     display_name = "5xx responses of any function"
     condition_threshold {
@@ -37,6 +39,7 @@ resource "google_monitoring_alert_policy" "alerts_topic" {
   display_name          = "${var.name_prefix}: messages on the alerts topic"
   combiner              = "OR"
   notification_channels = local.notification_channels
+  depends_on            = [terraform_data.apis_ready]
   conditions {
     display_name = "a message was published on ${local.topics.alerts}"
     condition_threshold {
@@ -65,8 +68,10 @@ resource "google_billing_budget" "monthly" {
   }
   amount {
     specified_amount {
-      currency_code = "USD"
-      units         = tostring(var.budget_usd)
+      currency_code = var.budget_currency
+      # Money is whole units plus nanos: 4.5 is units "4" and 500000000 nanos.
+      units = tostring(floor(var.budget_amount))
+      nanos = floor((var.budget_amount - floor(var.budget_amount)) * 100 + 0.5) * 10000000
     }
   }
   dynamic "threshold_rules" {
@@ -79,4 +84,5 @@ resource "google_billing_budget" "monthly" {
     monitoring_notification_channels = local.notification_channels
     disable_default_iam_recipients   = false
   }
+  depends_on = [terraform_data.apis_ready]
 }

@@ -3,7 +3,7 @@ resource "google_pubsub_topic" "topics" {
   for_each                   = local.topics
   name                       = each.value
   message_retention_duration = "604800s"
-  depends_on                 = [google_project_service.apis]
+  depends_on                 = [terraform_data.apis_ready]
 }
 
 resource "google_pubsub_topic" "dead_letter" {
@@ -11,6 +11,7 @@ resource "google_pubsub_topic" "dead_letter" {
   for_each                   = local.consumed_topics
   name                       = "${local.topics[each.key]}${local.dead_letter_suffix}"
   message_retention_duration = "604800s"
+  depends_on                 = [terraform_data.apis_ready]
 }
 
 # Dead letters stay here until an operator lists and replays them (python -m shared.cli dead-letters).

@@ -12,6 +12,9 @@ resource "google_cloud_scheduler_job" "jobs" {
   schedule    = each.value.schedule
   time_zone   = var.scheduler_time_zone
   region      = var.region
+  # Scheduler's default deadline is 180 s: a slower run would be retried while still
+  # running. Wait for the function's own timeout, and a little more.
+  attempt_deadline = "${local.functions[each.value.function].timeout + 30}s"
 
   retry_config {
     retry_count          = each.value.retries
@@ -29,5 +32,5 @@ resource "google_cloud_scheduler_job" "jobs" {
       audience              = google_cloudfunctions2_function.functions[each.value.function].service_config[0].uri
     }
   }
-  depends_on = [google_project_service.apis]
+  depends_on = [terraform_data.apis_ready]
 }

@@ -99,8 +99,18 @@ variable "max_request_bytes" {
   }
 }
 
+variable "api_enablement_wait_seconds" {
+  description = "Seconds to wait after enabling the project's APIs before using them (an API and its service agent become usable a little after enablement reports done)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.api_enablement_wait_seconds >= 0 && var.api_enablement_wait_seconds <= 600 && floor(var.api_enablement_wait_seconds) == var.api_enablement_wait_seconds
+    error_message = "api_enablement_wait_seconds must be a whole number of seconds from 0 to 600."
+  }
+}
+
 variable "function_memory" {
-  description = "Memory of each function."
+  description = "Memory of each function, in Mi or Gi (Cloud Run: 4 vCPU need at least 2Gi; below 1 vCPU at most 1Gi)."
   type        = map(string)
   default = {
     collect_data = "1Gi"
@@ -111,6 +121,10 @@ variable "function_memory" {
   validation {
     condition     = alltrue([for k in ["collect_data", "retrain", "predict", "monitor"] : contains(keys(var.function_memory), k)])
     error_message = "function_memory needs an entry for collect_data, retrain, predict and monitor."
+  }
+  validation {
+    condition     = alltrue([for v in values(var.function_memory) : can(regex("^[1-9][0-9]*(Mi|Gi)$", v))])
+    error_message = "function_memory values must be a whole number of Mi or Gi, such as 512Mi or 2Gi."
   }
 }
 
@@ -126,6 +140,20 @@ variable "function_cpu" {
   validation {
     condition     = alltrue([for v in values(var.function_cpu) : contains(["0.5", "1", "2", "4"], v)])
     error_message = "function_cpu values must be one of 0.5, 1, 2, 4."
+  }
+  validation {
+    condition     = alltrue([for k in ["collect_data", "retrain", "predict", "monitor"] : contains(keys(var.function_cpu), k)])
+    error_message = "function_cpu needs an entry for collect_data, retrain, predict and monitor."
+  }
+}
+
+variable "predict_concurrency" {
+  description = "Requests one predict instance serves at a time (Cloud Run allows more than 1 only with at least 1 vCPU: set 1 with function_cpu.predict = \"0.5\")."
+  type        = number
+  default     = 8
+  validation {
+    condition     = var.predict_concurrency >= 1 && var.predict_concurrency <= 1000 && floor(var.predict_concurrency) == var.predict_concurrency
+    error_message = "predict_concurrency must be a whole number from 1 to 1000."
   }
 }
 
@@ -163,6 +191,16 @@ variable "predict_api_key_secret" {
   description = "Optional Secret Manager secret id holding PREDICT_API_KEY (null: no key required)."
   type        = string
   default     = null
+}
+
+variable "collect_secrets" {
+  description = "Secret Manager secrets collect_data reads as environment variables: variable name -> secret id. Name here each api_key_env of COLLECT_SOURCES' http sources."
+  type        = map(string)
+  default     = {}
+  validation {
+    condition     = alltrue([for k in keys(var.collect_secrets) : can(regex("^[A-Z][A-Z0-9_]*$", k))])
+    error_message = "collect_secrets keys must be environment variable names (uppercase letters, digits, underscores)."
+  }
 }
 
 variable "alert_webhook_secret" {
@@ -224,6 +262,12 @@ variable "retention_days" {
   }
 }
 
+variable "storage_data_access_logs" {
+  description = "Turn on Cloud Audit Logs data-access logs (DATA_READ, DATA_WRITE) for Cloud Storage in the project. Authoritative for that service: turn off when the project's audit configuration is managed elsewhere."
+  type        = bool
+  default     = true
+}
+
 variable "alert_email" {
   description = "Email address of the Cloud Monitoring notification channel (null: no channel)."
   type        = string
@@ -240,12 +284,22 @@ variable "billing_account" {
   default     = null
 }
 
-variable "budget_usd" {
-  description = "Monthly budget in USD (the steel document's target: under 5)."
+variable "budget_amount" {
+  description = "Monthly budget, in budget_currency (the steel document's target: under 5 USD). Fractions are kept to the cent."
   type        = number
   default     = 5
   validation {
-    condition     = var.budget_usd > 0
-    error_message = "budget_usd must be positive."
+    condition     = var.budget_amount > 0
+    error_message = "budget_amount must be positive."
+  }
+}
+
+variable "budget_currency" {
+  description = "ISO 4217 code of the budget amount; it must be the billing account's own currency, or the API refuses the budget."
+  type        = string
+  default     = "USD"
+  validation {
+    condition     = can(regex("^[A-Z]{3}$", var.budget_currency))
+    error_message = "budget_currency must be a three-letter ISO 4217 code such as USD or EUR."
   }
 }

@@ -13,4 +13,9 @@ terraform {
 provider "google" {
   project = var.project_id
   region  = var.region
+  # Quota and billing of API calls go to this project, not to the credentials' own: with
+  # user credentials (gcloud auth application-default login) the Billing Budgets API
+  # refuses the budget otherwise.
+  billing_project       = var.project_id
+  user_project_override = true
 }

@@ -61,6 +61,9 @@ ACCURACY_MIN_ROWS = 30
 TIMELINE_POINTS = 500
 # Input faults are not cured by retraining on the same data: only accuracy closes the loop.
 RETRAIN_METRICS = ("mape_increase",)
+# Fields of the "accuracy measured" log entry; terraform/dashboard.tf's log-based metrics read them.
+ACCURACY_LOG_FIELDS = ("target", "model_version", "mape", "rows", "production", "interval_coverage")
+
 # Conditions earlier releases evaluated; an alert still open under one is resolved.
 RETIRED_METRICS = ("drift",)
 # Requests logged in the last moments may not have been flushed yet: a run judges
@@ -437,7 +440,8 @@ class Monitor:
                   "models": {t: m["version"] for t, m in models.items()}, "retrain_request": retrain}
         paths = self._write(report, open_alerts, distributions, timelines, models, accuracy)
         summary = {"run_id": run_id, "report": paths, "status": report["status"],
-                   "firing": sum(c.firing for c in conditions),
+                   "firing": sum(c.firing for c in conditions), "open_alerts": len(open_alerts),
+                   "cost_daily_usd": ops.get("cost_daily_usd"),
                    "events": [{"event": e.event, "alert_id": e.alert["alert_id"],
                                "severity": e.alert.get("severity")} for e in events],
                    "retrain_request": retrain}
@@ -446,6 +450,8 @@ class Monitor:
             "interval_coverage": coverage_rows, "judged": judged,
             "operations": ops, "firing": summary["firing"], "status": report["status"],
             "events": summary["events"], "report": paths["html"]})
+        for row in accuracy:  # one entry per target and version: the dashboard's MAPE metric
+            log.info("accuracy measured", fields={k: row[k] for k in ACCURACY_LOG_FIELDS})
         log.info("monitor run finished", fields=summary)
         return summary
 

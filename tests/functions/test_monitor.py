@@ -23,6 +23,7 @@ from shared.platform import names
 from shared.platform.settings import PROJECT_ROOT
 from shared.predict import prediction_log
 from tests.support.bus import post_push, pump_until, received_on, subscribe, unsubscribe
+from tests.support.dashboard import log_metrics
 from tests.support.data_server import DataSource
 from tests.support.functions import function_app, push_data_ready, retrain_client, served_function
 from tests.support.servers import ThreadedServer
@@ -118,7 +119,22 @@ class Webhook:
         self.server.stop()
 
 
-def test_real_weather_is_quiet_and_predictions_meet_their_actuals(trained, settings, backends, monkeypatch):
+def dashboard_readings(out: str) -> dict[str, list]:
+    """Per log-based metric of terraform/dashboard.tf, the values it reads from these log lines."""
+    entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    readings: dict[str, list] = {}
+    for metric in log_metrics():
+        matching = [e for e in entries if e.get("message") == metric.message and all(
+            (cond == "=true" and e.get(field) is True) or
+            (cond.startswith(">=") and isinstance(e.get(field), int | float) and e[field] >= float(cond[2:]))
+            for field, cond in metric.conditions.items())]
+        readings[metric.name] = [(e.get(metric.value) if metric.value else 1,
+                                  tuple(e.get(label) for label in metric.labels)) for e in matching]
+    return readings
+
+
+def test_real_weather_is_quiet_and_predictions_meet_their_actuals(trained, settings, backends, monkeypatch,
+                                                                   capsys):
     # The day after the stored data, with its real weather, predicted before its actuals exist.
     served = observations(day_rows("2017-02-05"))
     assert set(predict_then_flush(settings, monkeypatch, served)) == {200}
@@ -144,6 +160,12 @@ def test_real_weather_is_quiet_and_predictions_meet_their_actuals(trained, setti
     assert {a["target"] for a in production} == set(SPEC.target_names)
     assert [a["rows"] for a in production] == [144] * 3, production
     assert all(0 < a["mape"] < 10 and a["holdout_mape"] for a in production), production
+    # The dashboard's log-based metrics find what they extract in this run's log entries.
+    readings = dashboard_readings(capsys.readouterr().out)
+    assert sorted(readings["model_mape"]) == sorted((a["mape"], (a["target"],)) for a in production)
+    assert readings["monitor_runs"][-1] == (1, (after["status"],))
+    assert readings["open_alerts"][-1] == (after["open_alerts"], ()) and isinstance(after["open_alerts"], int)
+    assert len(readings["daily_cost"]) == 2 and all(0 < cost < 5 for cost, _ in readings["daily_cost"])
     # Nothing new since: nothing is judged twice, and the report shows the last measurement.
     again = run_monitor(settings, monkeypatch)
     report = json.loads(backends.blobs.read(again["report"]["json"]))

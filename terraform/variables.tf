@@ -268,6 +268,16 @@ variable "storage_data_access_logs" {
   default     = true
 }
 
+variable "analysts" {
+  description = "Principals who query the predictions-vs-reality dataset (e.g. group:analysts@example.com): dataset reader, query jobs, and read access to predictions/, raw/ and models/ that the external tables read."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.analysts : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "analysts cannot be allUsers or allAuthenticatedUsers."
+  }
+}
+
 variable "alert_email" {
   description = "Email address of the Cloud Monitoring notification channel (null: no channel)."
   type        = string

@@ -17,16 +17,23 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hcl2
+import pandas as pd
 import pytest
+import sqlglot
+from sqlglot.optimizer.qualify import qualify
 
+from shared.core.dataset_spec import load_spec
+from shared.core.frames import to_canonical_csv
 from shared.platform import names
 from shared.platform.settings import VARIABLES, Settings, attribute_name
 from tests.conftest import require
+from tools.bigquery_schema import prediction_log_schema
 from tools.bundle import FUNCTIONS, PACKAGES, build
 from tools.localstack import SUBSCRIPTIONS as LOCAL_SUBSCRIPTIONS
 from tools.terraform_schema import cache_dir
@@ -400,6 +407,8 @@ def test_each_service_account_holds_exactly_its_roles(tf):
     service_accounts = resources(tf, "google_service_account")
     assert service_accounts["functions"]["for_each"] == "${local.functions}"
     bindings = resources(tf, "google_project_iam_member")
+    analysts = bindings.pop("analysts_jobs")  # people, not service accounts: they run queries
+    assert analysts["role"] == "roles/bigquery.jobUser" and analysts["for_each"] == "${toset(var.analysts)}"
     assert {b.get("role") for b in bindings.values()} <= {"${each.value}", "roles/run.builder"}
     # The build's service account holds the role Google documents for building functions, nothing more.
     assert bindings["build"]["role"] == "roles/run.builder"
@@ -574,3 +583,110 @@ def test_each_bundle_installs_from_its_own_requirements_and_imports(bundles, tmp
 def test_predict_bundle_does_not_need_scikit_learn_or_pandas():
     requirements = (ROOT / "functions" / "predict" / "requirements.txt").read_text()
     assert "scikit-learn" not in requirements and "pandas" not in requirements
+
+
+# -- BigQuery: the external tables' schemas and the views' SQL --------------------------------
+
+BIGQUERY = TF / "bigquery"
+SPEC = load_spec("tetouan_power")
+TABLES = "the-project.forecast_analytics"
+
+
+def terraform_eval(expression: str):
+    """An expression evaluated by Terraform itself, in an empty folder (no provider needed)."""
+    if not shutil.which("terraform"):
+        require("terraform is not installed")
+    with tempfile.TemporaryDirectory() as empty:
+        result = subprocess.run(["terraform", "console"], input=f"jsonencode({expression})\n", cwd=empty,
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": "/dev/null"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(json.loads(result.stdout))
+
+
+def rendered_view(template: str, sources: list[str]) -> str:
+    variables = json.dumps({"tables": TABLES, "targets": SPEC.target_names, "sources": sources})
+    return terraform_eval(f'templatefile("{BIGQUERY / template}", jsondecode({json.dumps(variables)}))')
+
+
+def sql_type(field: dict) -> str:
+    kind = {"FLOAT64": "FLOAT64", "INT64": "INT64", "STRING": "STRING", "RECORD": "STRUCT"}[field["type"]]
+    if kind == "STRUCT":
+        members = ", ".join(f"{f['name']} {sql_type(f)}" for f in field["fields"])
+        kind = f"STRUCT<{members}>"
+    return f"ARRAY<{kind}>" if field["mode"] == "REPEATED" else kind
+
+
+def declared_columns(path: Path) -> dict[str, str]:
+    return {f["name"]: sql_type(f) for f in json.loads(path.read_text())}
+
+
+def missing_struct_fields(sql: str, fields: list[dict]) -> list[str]:
+    """``alias.record.field...`` paths in ``sql`` that the declared RECORD columns do not have
+    (the column check stops at a column; this follows the path into it)."""
+    records = {f["name"]: f for f in fields if f["type"] == "RECORD"}
+    missing = []
+    for record, path in re.findall(rf"\b\w+\.({'|'.join(records)})((?:\.\w+)+)", sql):
+        node = records[record]
+        for step in path.strip(".").split("."):
+            node = next((f for f in node.get("fields", []) if f["name"] == step), None)
+            if node is None:
+                missing.append(f"{record}{path}")
+                break
+    return missing
+
+
+def test_bigquery_schemas_are_current_for_every_spec():
+    for path in sorted((ROOT / "shared" / "core" / "specs").glob("*.json")):
+        spec = load_spec(path.stem)
+        declared = json.loads((BIGQUERY / spec.name / "prediction_log.json").read_text())
+        assert declared == prediction_log_schema(spec), "run: python -m tools.bigquery_schema"
+
+
+def test_views_are_bigquery_sql_over_columns_the_tables_have(tf):
+    local = tf_locals(tf)
+    views = local["bq_views"]
+    assert list(views) == ["actuals", "predictions_vs_reality", "metrics_daily"]  # each reads the ones before
+    sources = ["replay", "weather_api"]
+    # The columns of a collected batch: the canonical CSV collect writes (external tables autodetect them).
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(["2017-02-01"]),
+                          **{c: [1.0] for c in SPEC.feature_names + SPEC.target_names}})
+    header = to_canonical_csv(frame, SPEC).decode().splitlines()[0].split(",")
+    batch = {c: "DATETIME" if c == "timestamp" else "FLOAT64" for c in header} | {"date": "DATE"}
+    schema = {f"batches_{s}": batch for s in sources}
+    schema["prediction_log"] = declared_columns(BIGQUERY / SPEC.name / "prediction_log.json") | {"date": "DATE"}
+    schema["model_registry"] = declared_columns(BIGQUERY / "model_registry.json")
+    project, dataset = TABLES.split(".")
+    for name, view in views.items():
+        sql = rendered_view(view["sql"], sources)
+        tree = sqlglot.parse_one(sql, dialect="bigquery")
+        # Qualifying fails on any column no table (or earlier view) has.
+        qualified = qualify(tree, schema={project: {dataset: schema}}, dialect="bigquery",
+                            validate_qualify_columns=True)
+        schema[name] = {column: "STRING" for column in qualified.named_selects}
+        log_fields = json.loads((BIGQUERY / SPEC.name / "prediction_log.json").read_text())
+        registry_fields = json.loads((BIGQUERY / "model_registry.json").read_text())
+        assert missing_struct_fields(sql, log_fields + registry_fields) == [], name
+    assert set(schema["predictions_vs_reality"]) >= {"timestamp", "target", "model_version", "predicted", "lower",
+                                                     "upper", "actual", "variant", "requested_at"}
+    assert set(schema["metrics_daily"]) == {"day", "target", "model_version", "pairs", "mape", "rmse",
+                                            "interval_coverage", "holdout_mape"}
+    # The Terraform reads the spec's targets and the configured sources, as rendered here.
+    assert local["targets"] == "${[for t in local.spec.targets : t.name]}"
+    assert local["sources"] == "${[for s in jsondecode(var.collect_sources) : s.name]}"
+
+
+def test_a_broken_view_fails_the_column_check():
+    log_fields = json.loads((BIGQUERY / SPEC.name / "prediction_log.json").read_text())
+    sql = rendered_view("predictions_vs_reality.sql.tftpl", ["replay"])
+    assert missing_struct_fields(sql, log_fields) == []
+    for good, bad in [("r.versions.zone1", "versions.zone9"), ("r.intervals.zone1.lower", "intervals.zone1.lowr"),
+                      ("s.inputs.Timestamp", "inputs.Stamp")]:
+        assert missing_struct_fields(sql.replace(good, "r." + bad, 1), log_fields) == [bad]
+    sql = rendered_view("actuals.sql.tftpl", ["replay"]).replace(SPEC.target_names[0], "zone9", 1)
+    tree = sqlglot.parse_one(sql, dialect="bigquery")
+    batch = {"timestamp": "DATETIME", "date": "DATE", **{t: "FLOAT64" for t in SPEC.target_names}}
+    project, dataset = TABLES.split(".")
+    with pytest.raises(sqlglot.errors.OptimizeError, match="zone9"):
+        qualify(tree, schema={project: {dataset: {"batches_replay": batch}}}, dialect="bigquery",
+                validate_qualify_columns=True)

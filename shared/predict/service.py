@@ -7,12 +7,15 @@ turns each HTTP request into calls on it.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from shared.core.calendar_store import operator_calendar
 from shared.core.dataset_spec import DatasetSpec
@@ -175,10 +178,18 @@ class PredictService:
                            **{f: v.tolist() for f, v in request.weather.items()}},
                 "predictions": {t: v.tolist() for t, v in result.values.items()},
                 "variants": {t: result.variant_names(t) for t in result.values},
-                "intervals": {t: {"lower": result.lower[t].tolist(), "upper": result.upper[t].tolist()}
+                "intervals": {t: {"lower": _bounds(result.lower[t]), "upper": _bounds(result.upper[t])}
                               for t in result.values}}
 
     def record_request(self, status: int, latency_ms: float, details: Mapping[str, Any]) -> None:
         """Append one request's outcome to the buffered request log monitor reads."""
         self.log.record({"request_id": uuid.uuid4().hex, **details, "time": time.time(),
                          "status": status, "latency_ms": round(latency_ms, 3)})
+
+
+def _bounds(values: np.ndarray) -> list[float | str]:
+    """Interval bounds as the log keeps them: a missing bound (NaN: the serving member has no
+    interval) as the string "NaN". Bare NaN is not JSON and BigQuery's FLOAT64 arrays cannot
+    hold null; BigQuery reads "NaN" as NaN, as numpy does (terraform/bigquery.tf)."""
+    listed = values.tolist()
+    return listed if np.isfinite(values).all() else [v if math.isfinite(v) else "NaN" for v in listed]

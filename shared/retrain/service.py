@@ -260,5 +260,6 @@ class Retrainer:
                                           model_bytes, reference_bytes)
         files = self.registry.write_artifact(fit.target, base["version"], {
             MODEL_FILE: model_bytes, REFERENCE_FILE: reference_bytes,
-            METADATA_FILE: json.dumps(meta, indent=1, default=str).encode()})
+            # One line: BigQuery's model_registry table reads the files as newline-delimited JSON.
+            METADATA_FILE: (json.dumps(meta, default=str) + "\n").encode()})
         return metadata.version_record(base, fit, results, champion, files, model_bytes, reference_bytes)

@@ -22,6 +22,7 @@ from shared.core.dataset_spec import load_spec
 from shared.platform import names
 from shared.platform.settings import PROJECT_ROOT
 from shared.predict import prediction_log
+from tests.support.bigquery import violations
 from tests.support.bus import post_push, pump_until, received_on, subscribe, unsubscribe
 from tests.support.dashboard import log_metrics
 from tests.support.data_server import DataSource
@@ -305,6 +306,50 @@ def logged_records(backends) -> list[tuple[str, list[dict]]]:
     """Every object of predict's request log with its records."""
     return [(name, [json.loads(line) for line in backends.blobs.read(name).decode().splitlines()])
             for name in backends.blobs.list(names.PREDICTIONS)]
+
+
+BIGQUERY = PROJECT_ROOT / "terraform" / "bigquery"
+
+
+def test_what_the_bucket_holds_fits_the_bigquery_tables_declared_over_it(trained, settings, backends, monkeypatch):
+    # Batches, a single observation in the legacy shape, and a refused request.
+    day = observations(day_rows("2017-02-05"))
+    assert set(predict_then_flush(settings, monkeypatch, day)) == {200}
+    client = function_app("predict", settings, monkeypatch).test_client()
+    assert client.post("/predict", json=day[0]).status_code == 200
+    assert client.post("/predict", json={"instances": [{**day[0], "Humidity": "wet"}]}).status_code == 400
+    prediction_log.close_all()
+    log_fields = json.loads((BIGQUERY / SPEC.name / "prediction_log.json").read_text())
+    records = [(name, r) for name, rs in logged_records(backends) for r in rs]
+    # The table's hive partition (predictions/date=YYYY-MM-DD/) and every record, field by field.
+    assert records and all(re.fullmatch(r"predictions/date=\d{4}-\d{2}-\d{2}/[^/]+\.jsonl", n) for n, _ in records)
+    assert {r["status"] for _, r in records} == {200, 400}
+    assert {(r.get("rows"), r["status"]) for _, r in records} >= {(1, 200), (None, 400)}
+    for name, record in records:
+        assert violations(record, log_fields) == [], (name, record)
+    # The model registry's metadata: one JSON object per file, on one line.
+    registry_fields = json.loads((BIGQUERY / "model_registry.json").read_text())
+    metadata = [n for n in backends.blobs.list(names.MODEL_ARTIFACTS) if n.endswith("/metadata.json")]
+    assert len(metadata) == len(SPEC.target_names)
+    for name in metadata:
+        lines = backends.blobs.read(name).decode().splitlines()
+        assert len(lines) == 1, name
+        record = json.loads(lines[0])
+        assert violations(record, registry_fields, strict=False) == [], name
+        assert record["metrics"]["served"]["mape"] > 0
+        assert name == f"models/{record['target']}/{record['version']}/metadata.json"
+
+
+def test_the_bigquery_check_refuses_what_bigquery_would():
+    log_fields = json.loads((BIGQUERY / SPEC.name / "prediction_log.json").read_text())
+    good = {"request_id": "r", "time": 1.5, "status": 200, "latency_ms": 2.0, "rows": 1,
+            "intervals": {"zone1": {"lower": [1.0, "NaN"], "upper": [2.0, "NaN"]}}}
+    assert violations(good, log_fields) == []
+    assert violations({**good, "intervals": {"zone1": {"lower": [1.0, None]}}}, log_fields) == \
+        ["intervals.zone1.lower[1]: null inside an array"]
+    assert violations({**good, "status": "200"}, log_fields) == ["status: '200' is not INT64"]
+    assert violations({**good, "extra": 1}, log_fields) == ["extra: not declared"]
+    assert violations({**good, "latency_ms": float("nan")}, log_fields) == ["latency_ms: nan is not FLOAT64"]
 
 
 def rewrite_log(backends, change) -> None:

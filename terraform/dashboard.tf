@@ -28,8 +28,8 @@ locals {
       labels      = []
     }
     model_mape = {
-      description = "Live MAPE (%) of the production model of each target, measured by the monitor against actuals."
-      filter      = "${local.monitor_log} AND jsonPayload.message=\"accuracy measured\" AND jsonPayload.production=true"
+      description = "Live MAPE (%) per target of the versions that served, measured by the monitor once actuals arrive."
+      filter      = "${local.monitor_log} AND jsonPayload.message=\"accuracy measured\""
       value       = "EXTRACT(jsonPayload.mape)"
       unit        = "%"
       labels      = ["target"]
@@ -77,7 +77,7 @@ locals {
   # One line chart: title, filter, how each series is aligned, and the labels it is grouped by.
   dashboard_charts = [
     { title = "System state after each monitor run (runs by status)", filter = "${local.user_metric.monitor_runs} AND resource.type=\"cloud_run_revision\"", aligner = "ALIGN_SUM", group = ["metric.label.status"], period = "21600s" },
-    { title = "Live MAPE of the production model, % (per target)", filter = "${local.user_metric.model_mape} AND resource.type=\"cloud_run_revision\"", aligner = "ALIGN_PERCENTILE_50", group = ["metric.label.target"], period = "21600s" },
+    { title = "Live MAPE of the models that served, % (per target)", filter = "${local.user_metric.model_mape} AND resource.type=\"cloud_run_revision\"", aligner = "ALIGN_PERCENTILE_50", group = ["metric.label.target"], period = "21600s" },
     { title = "predict latency, ms (p50, p99)", filter = "${local.predict_filter} AND metric.type=\"run.googleapis.com/request_latencies\"", aligner = "ALIGN_PERCENTILE_99", group = [], period = "300s" },
     { title = "Requests per second, by function and response class", filter = "${local.run_filter} AND metric.type=\"run.googleapis.com/request_count\"", aligner = "ALIGN_RATE", group = ["resource.label.service_name", "metric.label.response_code_class"], period = "300s" },
     { title = "5xx responses per second, by function", filter = "${local.run_filter} AND metric.type=\"run.googleapis.com/request_count\" AND metric.label.response_code_class=\"5xx\"", aligner = "ALIGN_RATE", group = ["resource.label.service_name"], period = "300s" },

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from shared.platform import json_codec
 from shared.platform.errors import (
     Conflict,
     ForecastError,
@@ -31,7 +32,7 @@ from shared.platform.log import bind_trace, get_logger
 from shared.platform.timefmt import parse_duration
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-Response = tuple[str, int, dict[str, str]]
+Response = tuple[bytes | str, int, dict[str, str]]
 # Most specific first: the first class an error is an instance of gives its status.
 STATUSES: tuple[tuple[type[ForecastError], int], ...] = (
     (PayloadTooLarge, 413),
@@ -75,8 +76,7 @@ def error_body(exc: ForecastError) -> dict[str, Any]:
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """``body`` as compact JSON with its status and headers."""
-    return (json.dumps(body, separators=(",", ":"), default=str, allow_nan=False), status,
-            {**JSON_HEADERS, **(headers or {})})
+    return json_codec.dumps(body), status, {**JSON_HEADERS, **(headers or {})}
 
 
 def _int_or_infinity(text: str) -> int | float:

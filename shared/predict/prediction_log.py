@@ -19,7 +19,6 @@ counted (``/health``; the next written object carries the count for the monitor)
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import threading
 import time
@@ -29,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from shared.platform import names
+from shared.platform import json_codec, names
 from shared.platform.log import get_logger
 from shared.platform.ports import BlobStore
 from shared.platform.timefmt import iso_utc, utc_day
@@ -174,9 +173,9 @@ class PredictionLog:
                 entries[0] = {**entries[0], DROPPED_FIELD: drops}
             day = utc_day(self.clock())
             name = f"{names.PREDICTIONS}date={day}/{self.instance}-{seq:06d}.jsonl"
-            body = "".join(json.dumps(e, separators=(",", ":"), default=str) + "\n" for e in entries)
+            body = b"".join(json_codec.dumps(e) + b"\n" for e in entries)
             try:
-                self.blobs.create(name, body.encode(), "application/x-ndjson")
+                self.blobs.create(name, body, "application/x-ndjson")
             except Exception as exc:
                 with self._lock:
                     if drops:

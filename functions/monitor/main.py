@@ -23,4 +23,4 @@ monitor_ = Monitor(settings, backends, load_spec(settings.dataset_spec))
 @http_entry("monitor", methods=("POST",), max_body_bytes=settings.max_request_bytes)
 def monitor(request: Any) -> tuple[Any, int]:
     """Run the monitor on what the request asks for; answers the run's summary."""
-    return api.respond(monitor_.run(api.read_request(request)))
+    return api.handle(monitor_, request)

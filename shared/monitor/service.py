@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -52,7 +53,7 @@ from shared.monitor.report import Distribution, Timeline, VersionAccuracy, overa
 from shared.platform import names
 from shared.platform.backends import Backends
 from shared.platform.log import get_logger
-from shared.platform.ports import where
+from shared.platform.ports import AlreadyExists, where
 from shared.platform.settings import CostModel, Settings
 from shared.platform.timefmt import iso_utc, parse_utc, utc_day, utc_stamp
 
@@ -376,6 +377,29 @@ class Monitor:
         return [Distribution(f, self.units[f], served[f], joined.observed[f] if paired else None,
                              training_range(reference, f))
                 for f in self.spec.feature_names if len(served.get(f, ()))]
+
+    # -- model-updated pushes ---------------------------------------------------------
+
+    def push_claim(self) -> str | None:
+        """The claim a model-updated push runs under, or None when an earlier push already ran
+        on the same production state (a duplicate delivery, or a push with nothing new).
+
+        The claim is keyed by every target's production version and promotion time, so a
+        rollback to an earlier version is new too. Creating it is atomic: of racing pushes
+        on any instances, one runs.
+        """
+        state = {t: [p["version"], p["promoted_at"]] for t, p in sorted(self.registry.production_pointers().items())}
+        claim = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:32]
+        try:
+            self.backends.documents.create(names.MONITOR_PUSHES, claim, {"production": state,
+                                                                         "at": iso_utc(self.clock())})
+        except AlreadyExists:
+            return None
+        return claim
+
+    def release_push_claim(self, claim: str) -> None:
+        """Forget a claim whose run failed, so the push's redelivery runs again."""
+        self.backends.documents.delete(names.MONITOR_PUSHES, claim)
 
     # -- the run --------------------------------------------------------------------
 

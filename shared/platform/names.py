@@ -15,6 +15,7 @@ PRODUCTION = "production"        # per-target pointer to the serving version
 PROMOTIONS = "promotions"        # append-only promotion and rollback history
 ALERTS = "alerts"                # monitor alerts, open and resolved
 MONITOR_RUNS = "monitor_runs"    # one summary per monitor run
+MONITOR_PUSHES = "monitor_pushes"  # one claim per production state a model-updated push judged
 DATASETS = "datasets"            # per-dataset head of the processed data
 DATASET_VERSIONS = "dataset_versions"  # every processed dataset version
 CALENDARS = "calendars"          # per-dataset special days an operator added to the spec's

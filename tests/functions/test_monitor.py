@@ -19,7 +19,9 @@ from werkzeug.wrappers import Request, Response
 from shared.collect.service import Collector
 from shared.collect.sources import ReplaySource, SourceConfig
 from shared.core.dataset_spec import load_spec
+from shared.monitor.service import Monitor
 from shared.platform import names
+from shared.platform.ports import where
 from shared.platform.settings import PROJECT_ROOT
 from shared.predict import prediction_log
 from tests.support.bigquery import violations
@@ -637,12 +639,37 @@ def test_bad_monitor_requests_are_refused(trained, settings, monkeypatch):
     assert client.get("/").status_code == 405
 
 
-def test_a_model_updated_push_runs_the_monitor(trained, settings, backends, monkeypatch):
-    app = function_app("monitor", settings, monkeypatch)
-    response = post_push(app.test_client(), settings, settings.topic_model_updated, {"cause": "retrain"}, "7")
-    assert response.status_code == 200
-    run = backends.documents.get(names.MONITOR_RUNS, response.get_json()["run_id"])
-    assert run["cause"] == "model-updated"
+def test_a_model_updated_push_runs_the_monitor_once_per_production_state(trained, settings, backends,
+                                                                           monkeypatch):
+    client = function_app("monitor", settings, monkeypatch).test_client()
+
+    def push(message_id: str) -> dict:
+        response = post_push(client, settings, settings.topic_model_updated, {"cause": "retrain"}, message_id)
+        assert response.status_code == 200, response.get_data(as_text=True)[-500:]
+        return response.get_json()
+
+    def runs() -> int:
+        return len(backends.documents.query(where(names.MONITOR_RUNS)))
+
+    first = push("7")
+    assert backends.documents.get(names.MONITOR_RUNS, first["run_id"])["cause"] == "model-updated"
+    # A redelivery, or any further push while production is unchanged, does not run again.
+    for message_id in ("7", "8", "9"):
+        assert push(message_id) == {"coalesced": True,
+                                    "reason": "a model-updated push already ran on this production state"}
+    assert runs() == 1
+    # A run that fails gives its claim back: Pub/Sub's redelivery runs.
+    batch = collect_next_day(settings, backends)
+    summary = push_data_ready(retrain_client(settings, monkeypatch), settings, backends, batch["batch_id"], "m-2")
+    promoted = [t for t in summary["targets"] if t["decision"] == "promoted"]
+    assert promoted, summary  # a new production state
+    real_run = Monitor.run
+    monkeypatch.setattr(Monitor, "run", lambda self, request: (_ for _ in ()).throw(RuntimeError("disk full")))
+    failed = post_push(client, settings, settings.topic_model_updated, {"cause": "retrain"}, "10")
+    assert failed.status_code == 500 and runs() == 1
+    monkeypatch.setattr(Monitor, "run", real_run)
+    assert "run_id" in push("10") and runs() == 2
+    assert push("11")["coalesced"] is True
 
 
 def test_drift_scenarios_command_prints_each_scenarios_alerts(tmp_path, monkeypatch, capsys):

@@ -75,6 +75,26 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorStac
                 os.environ[key] = value
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The temporary directory of this process and the servers it starts: pytest's, which it
+    prunes, so what the code keeps there (predict's generation markers, one per deployment
+    and so one per test state) does not pile up in /tmp."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("tmp")
+    before = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(folder), str(folder)
+    try:
+        yield folder
+    finally:
+        if before[0] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before[0]
+        tempfile.tempdir = before[1]
+
+
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """Put back the logging configuration a test changed through ``log.configure``.

@@ -4,12 +4,15 @@ a 5xx, every refusal names its field, and memory stays bounded.
 Hypothesis draws bodies from the OpenAPI document's own request schema (values at and
 past each field's bounds, timestamps with offsets at the calendar's ends) and from far
 outside it (any JSON, deep nesting, huge numbers, broken encodings), and posts them to
-the function as functions-framework builds it.
+the function as functions-framework builds it. Valid requests are drawn on their own, so
+they are tried in numbers: each is answered per instance, in every response shape, and a
+batch agrees with its rows sent one by one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import resource
 
 import pytest
@@ -18,9 +21,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tests.functions.test_predict import OBS, collect_and_train
+from tests.functions.test_predict import OBS, SPEC, _schema_validator, collect_and_train
 from tests.support.functions import function_app, served_function
-from tests.support.predict_bodies import BODIES, encode
+from tests.support.predict_bodies import BODIES, TARGET_SUBSETS, encode, valid_observation
 
 # Growth of the test process's peak RSS over every example; a leak of the request bodies
 # (up to 2 MiB each, hundreds of examples) would pass it many times over.
@@ -107,3 +110,50 @@ def test_a_chunked_body_is_cut_off_at_the_limit_in_the_served_function(settings,
         ok = requests.post(f"{url}/predict", data=iter([json.dumps(OBS).encode()]), timeout=60,
                            headers={"Content-Type": "application/json"})
         assert ok.status_code == 200, ok.text[:300]
+
+
+def _rows(body: dict, targets: list[str]) -> list[dict[str, float]]:
+    """Per instance, each target's prediction and bounds, whichever shape the answer has."""
+    if "columns" in body:
+        columns = body["columns"]
+        n = len(columns["predictions"][targets[0]])
+        return [{**{t: columns["predictions"][t][i] for t in targets},
+                 **{f"{t}.{side}": columns["intervals"][t][side][i] for t in targets for side in ("lower", "upper")}}
+                for i in range(n)]
+    return [{**{t: item["predictions"][t] for t in targets},
+             **{f"{t}.{side}": item["intervals"][t][side] for t in targets for side in ("lower", "upper")}}
+            for item in body["predictions"]]
+
+
+def test_every_valid_request_is_answered_per_instance_and_a_batch_agrees_with_its_singles(fuzz_client):
+    doc = fuzz_client.get("/openapi.json").get_json()
+    single_schema, batch_schema = (_schema_validator(doc, name) for name in ("SingleResponse", "BatchResponse"))
+
+    @hypothesis_settings(max_examples=100, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(instances=st.lists(valid_observation(), min_size=1, max_size=12), targets=TARGET_SUBSETS,
+           shape=st.sampled_from(["instances", "columns", "vertex"]))
+    def post_valid(instances: list[dict], targets: list[str] | None, shape: str) -> None:
+        options = {"targets": targets} if targets else {}
+        body = {"instances": instances, **({"parameters": {**options, "format": "columns"}} if shape == "vertex"
+                                           else {**options, "format": shape})}
+        response = fuzz_client.post("/predict", json=body)
+        assert response.status_code == 200, (body, response.get_json())
+        answer = response.get_json()
+        assert not list(batch_schema.iter_errors(answer)), answer
+        wanted = targets or SPEC.target_names
+        assert set(answer["model_versions"]) == set(wanted)
+        rows = _rows(answer, wanted)
+        assert len(rows) == len(instances)
+        for row in rows:
+            for t in wanted:
+                assert math.isfinite(row[t]) and row[t] > 0, row
+                lower, upper = row[f"{t}.lower"], row[f"{t}.upper"]
+                assert (lower is None) == (upper is None) and (lower is None or lower <= upper), row
+        # The same rows one at a time: the single-observation path gives the batch's numbers.
+        for instance, row in zip(instances, rows, strict=True):
+            single = fuzz_client.post("/predict", json={**instance, **options})
+            assert single.status_code == 200 and not list(single_schema.iter_errors(single.get_json()))
+            assert _rows(single.get_json(), wanted) == [row], instance
+
+    post_valid()

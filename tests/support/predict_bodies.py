@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 
 from hypothesis import strategies as st
 
@@ -73,3 +74,30 @@ BODIES = st.one_of(
     st.binary(max_size=200),
     st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass")),
 )
+
+
+# -- valid requests: what callers are entitled to send -------------------------------------
+
+GRID_MINUTES = int(SPEC.interval.total_seconds() // 60)
+
+
+def _on_grid(moment: datetime) -> datetime:
+    return moment.replace(minute=moment.minute - moment.minute % GRID_MINUTES, second=0, microsecond=0)
+
+
+# Times on the series' grid in and after the bundled year, written as callers write them:
+# naive local time, or UTC with an offset of whole hours (the series is on UTC+0).
+VALID_TIMESTAMPS = st.builds(
+    lambda moment, suffix: _on_grid(moment).isoformat() + suffix,
+    st.datetimes(min_value=datetime(2017, 1, 1), max_value=datetime(2018, 12, 31, 23, 50)),
+    st.sampled_from(["", "Z", "+00:00"]),
+)
+
+
+def valid_observation() -> st.SearchStrategy:
+    values = {f: st.floats(min_value=SPEC.column(f).min, max_value=SPEC.column(f).max, allow_nan=False)
+              for f in SPEC.feature_names}
+    return st.fixed_dictionaries({**values, "Timestamp": VALID_TIMESTAMPS})
+
+
+TARGET_SUBSETS = st.none() | st.lists(st.sampled_from(SPEC.target_names), min_size=1, max_size=3, unique=True)

@@ -274,17 +274,12 @@ def _targets(value: Any, where: str, spec: DatasetSpec, available: Sequence[str]
     return tuple(dict.fromkeys(value))
 
 
-def _rows(keys: Sequence[str], columns: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per-row dicts from equally long columns, in ``keys`` order."""
-    return [dict(zip(keys, row, strict=True)) for row in zip(*(columns[k] for k in keys), strict=True)]
-
-
-def _nullable(values: np.ndarray) -> list[float | None]:
-    """Rounded values with NaN (no interval for that row) as null."""
-    rounded = np.round(values, 4)
-    missing = np.isnan(rounded)
-    return rounded.tolist() if not missing.any() else [None if m else v for m, v in zip(missing, rounded.tolist(),
-                                                                                          strict=True)]
+def _nullable(values: np.ndarray) -> list[list[float | None]]:
+    """Rounded values as nested lists, NaN (no interval for that row) as null."""
+    rounded = np.round(values, 4).tolist()
+    if not np.isnan(values).any():
+        return rounded
+    return [[None if math.isnan(v) else v for v in inner] for inner in rounded]
 
 
 def response(request: PredictRequest, result: Predictions, versions: Mapping[str, str],
@@ -298,28 +293,30 @@ def response(request: PredictRequest, result: Predictions, versions: Mapping[str
     for ``"format": "columns"``: one list per field instead of one object per
     instance, several times cheaper to encode and decode for large batches.
     """
-    targets = request.targets
-    values = {t: np.round(result.values[t], 4).tolist() for t in targets}
-    variants = {t: result.variant_names(t) for t in targets}
-    lower = {t: _nullable(result.lower[t]) for t in targets}
-    upper = {t: _nullable(result.upper[t]) for t in targets}
-    calendar = {k: result.calendar[k].tolist() for k in CALENDAR_FIELDS}
+    targets = result.targets
     body: dict[str, Any] = {"prediction_timestamp": iso_utc(timespec="microseconds"),
                             "model_versions": {t: versions[t] for t in targets}, "interval_level": LEVEL}
-    if request.format == "columns":
-        body.update(columns={"predictions": values, "intervals": {t: {"lower": lower[t], "upper": upper[t]}
-                                                                  for t in targets},
-                             "variants": variants, "derived_features": calendar})
+    columnar = request.format == "columns"
+    # Nested lists per row (instances) or per target and field (columns), built in one pass each.
+    def nested(matrix: np.ndarray) -> np.ndarray:
+        return matrix.T if columnar else matrix
+
+    values = np.round(nested(result.values), 4).tolist()
+    lower, upper = _nullable(nested(result.lower)), _nullable(nested(result.upper))
+    variants, calendar = nested(result.variant_names()).tolist(), nested(result.calendar).tolist()
+    if columnar:
+        body.update(columns={"predictions": dict(zip(targets, values, strict=True)),
+                             "intervals": {t: {"lower": lo, "upper": up}
+                                           for t, lo, up in zip(targets, lower, upper, strict=True)},
+                             "variants": dict(zip(targets, variants, strict=True)),
+                             "derived_features": dict(zip(CALENDAR_FIELDS, calendar, strict=True))})
         return body
-    pred_rows = _rows(targets, values)
-    interval_rows = [dict(zip(targets, ({"lower": lo, "upper": up} for lo, up in zip(los, ups, strict=True)),
-                              strict=True))
-                     for los, ups in zip(zip(*lower.values(), strict=True), zip(*upper.values(), strict=True),
-                                         strict=True)]
-    variant_rows = _rows(targets, variants)
-    calendar_rows = _rows(CALENDAR_FIELDS, calendar)
-    body["predictions"] = [{"predictions": p, "intervals": i, "variants": v, "derived_features": c}
-                           for p, i, v, c in zip(pred_rows, interval_rows, variant_rows, calendar_rows, strict=True)]
+    body["predictions"] = [
+        {"predictions": dict(zip(targets, row, strict=True)),
+         "intervals": {t: {"lower": lo, "upper": up} for t, lo, up in zip(targets, los, ups, strict=True)},
+         "variants": dict(zip(targets, names, strict=True)),
+         "derived_features": dict(zip(CALENDAR_FIELDS, cal, strict=True))}
+        for row, los, ups, names, cal in zip(values, lower, upper, variants, calendar, strict=True)]
     if request.single:
         body.update(legacy_fields(request, body["predictions"][0], versions, spec))
     return body

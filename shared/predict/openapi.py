@@ -68,13 +68,13 @@ def spec_examples(spec: DatasetSpec) -> list[dict[str, Any]]:
 def _response_example(spec: DatasetSpec, body: dict[str, Any], actuals: Sequence[Mapping[str, Any]]) -> Any:
     """What the service answers to ``body`` when each target predicts the consumption recorded then."""
     request = parse_request(json.loads(json.dumps(body)), spec, len(actuals), spec.target_names)
-    first = np.zeros(len(actuals), dtype=np.int64)  # the day-ahead variant served every row
-    values = {t: np.array([float(a[t]) for a in actuals]) for t in request.targets}
-    # An interval as wide as the walk-forward's typical one (about -6 % / +7 %), for the shape.
-    result = Predictions(values=values, variants={t: first for t in request.targets},
-                         lower={t: np.round(v * 0.94, 1) for t, v in values.items()},
-                         upper={t: np.round(v * 1.07, 1) for t, v in values.items()},
-                         calendar=calendar(request.timestamps))
+    values = np.array([[float(a[t]) for t in request.targets] for a in actuals])
+    cal = calendar(request.timestamps)
+    # The day-ahead variant served every row; an interval as wide as the walk-forward's
+    # typical one (about -6 % / +7 %), for the shape.
+    result = Predictions(request.targets, values, np.zeros(values.shape, dtype=np.intp),
+                         np.round(values * 0.94, 1), np.round(values * 1.07, 1),
+                         np.column_stack([cal[k] for k in CALENDAR_FIELDS]))
     versions = {t: EXAMPLE_VERSION.format(target=t) for t in request.targets}
     return response(request, result, versions, spec)
 

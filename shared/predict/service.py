@@ -176,10 +176,10 @@ class PredictService:
         return {"rows": len(request.timestamps), "versions": served.versions,
                 "inputs": {"Timestamp": request.timestamps.astype(str).tolist(),
                            **{f: v.tolist() for f, v in request.weather.items()}},
-                "predictions": {t: v.tolist() for t, v in result.values.items()},
-                "variants": {t: result.variant_names(t) for t in result.values},
-                "intervals": {t: {"lower": _bounds(result.lower[t]), "upper": _bounds(result.upper[t])}
-                              for t in result.values}}
+                "predictions": dict(zip(result.targets, result.values.T.tolist(), strict=True)),
+                "variants": dict(zip(result.targets, result.variant_names().T.tolist(), strict=True)),
+                "intervals": {t: {"lower": _bounds(lo), "upper": _bounds(up)}
+                              for t, lo, up in zip(result.targets, result.lower.T, result.upper.T, strict=True)}}
 
     def record_request(self, status: int, latency_ms: float, details: Mapping[str, Any]) -> None:
         """Append one request's outcome to the buffered request log monitor reads."""

@@ -33,7 +33,7 @@ from shared.core.features import (
     target_history,
 )
 from shared.core.forest import EnsembleBank, FormatError, TreeEnsemble
-from shared.core.intervals import IntervalTable
+from shared.core.intervals import HOURS, IntervalTable
 from shared.core.registry import ArtifactError, ModelArtifact, Registry
 from shared.platform.log import get_logger
 from shared.platform.timefmt import iso_utc
@@ -83,11 +83,30 @@ def check_inputs(context: FeatureContext, artifact: ModelArtifact) -> None:
 
 
 @dataclass(frozen=True)
+class BankLayout:
+    """Where one variant's bank output columns go: the bank's columns are grouped by target
+    (``Snapshot.order``), ``starts[g]`` is group ``g``'s first column, ``targets[g]`` its
+    target and ``owner[k]`` the target of column ``k``."""
+
+    owner: np.ndarray
+    starts: np.ndarray
+    targets: np.ndarray
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[str, str]], order: Sequence[str]) -> BankLayout:
+        owner = np.array([order.index(t) for t, _ in pairs], dtype=np.intp)
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        return cls(owner, starts, owner[starts])
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The models one request sees, fused per variant over a shared column space.
 
     ``banks[variant]`` evaluates every member of that variant for every target in one
-    pass; its output column ``k`` is ``(target, member)`` = ``bank_members[variant][k]``.
+    pass; its output column ``k`` is ``(target, member)`` = ``bank_members[variant][k]``,
+    placed by ``layouts[variant]``. ``lower_ratio``/``upper_ratio`` ``[target, variant,
+    hour]`` hold each version's interval tables (NaN where a variant has none).
     """
 
     models: Mapping[str, LoadedModel] = field(default_factory=dict)
@@ -95,13 +114,17 @@ class Snapshot:
     banks: Mapping[str, EnsembleBank] = field(default_factory=dict)
     bank_members: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     order: tuple[str, ...] = ()
+    layouts: Mapping[str, BankLayout] = field(default_factory=dict)
+    weather_columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    lower_ratio: np.ndarray = field(default_factory=lambda: np.zeros((0, len(VARIANTS), HOURS)))
+    upper_ratio: np.ndarray = field(default_factory=lambda: np.zeros((0, len(VARIANTS), HOURS)))
 
     @classmethod
     def build(cls, context: FeatureContext, models: Mapping[str, LoadedModel]) -> Snapshot:
         order = tuple(t for t in context.spec.target_names if t in models)
         columns = input_columns(context, order)
         index = {c: i for i, c in enumerate(columns)}
-        banks, bank_members = {}, {}
+        banks, bank_members, layouts = {}, {}, {}
         for variant in VARIANTS:
             pairs = tuple((t, m) for t in order for m in MEMBERS[variant] if m in models[t].ensembles)
             if not pairs:
@@ -111,7 +134,15 @@ class Snapshot:
                           for (t, _), e in zip(pairs, ensembles, strict=True)]
             banks[variant] = EnsembleBank(ensembles, columns_of)
             bank_members[variant] = pairs
-        return cls(dict(models), tuple(columns), banks, bank_members, order)
+            layouts[variant] = BankLayout.of(pairs, order)
+        ratios = np.full((2, len(order), len(VARIANTS), HOURS), np.nan)
+        for i, target in enumerate(order):
+            for j, variant in enumerate(VARIANTS):
+                table = models[target].intervals.get(variant)
+                if table is not None:
+                    ratios[:, i, j] = table.lower, table.upper
+        weather = np.array([index[f] for f in context.spec.feature_names], dtype=np.intp)
+        return cls(dict(models), tuple(columns), banks, bank_members, order, layouts, weather, *ratios)
 
 
 def trial_prediction(snapshot: Snapshot) -> None:
@@ -200,19 +231,25 @@ class ModelCache:
             "serving": serving.version if serving else None})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Predictions:
-    """Per target: values, the variant that served each row (index in ``VARIANTS``), the
-    interval bounds (NaN where the version has no table for that variant), and the calendar."""
+    """One row per observation, one column per requested target (``targets``): the values,
+    the variant that served each (index in ``VARIANTS``), the interval bounds (NaN where
+    the version has no table for that variant), and the calendar (``CALENDAR_FIELDS``)."""
 
-    values: dict[str, np.ndarray]
-    variants: dict[str, np.ndarray]
-    lower: dict[str, np.ndarray]
-    upper: dict[str, np.ndarray]
-    calendar: dict[str, np.ndarray]
+    targets: tuple[str, ...]
+    values: np.ndarray
+    variants: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    calendar: np.ndarray
 
-    def variant_names(self, target: str) -> list[str]:
-        return np.asarray(VARIANTS)[self.variants[target]].tolist()
+    def variant_names(self) -> np.ndarray:
+        """The serving variant's name per row and target."""
+        return _VARIANT_NAMES[self.variants]
+
+
+_VARIANT_NAMES = np.asarray(VARIANTS)
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -237,14 +274,30 @@ def default_threads() -> int:
 @dataclass(frozen=True)
 class RowInputs:
     """Everything a prediction needs but the weather, for a set of rows: the input matrix
-    with the weather columns unset, the variant chosen per target, each member's scale,
-    and the calendar fields. It depends only on the timestamps (given the snapshot,
-    the actuals and the calendar), so ``InputCache`` can keep it per timestamp."""
+    with the weather columns unset, the variant chosen per row and target (columns in
+    ``Snapshot.order``), per bank the weight of each output column (the member's scale
+    over the variant's member count), and the calendar (``CALENDAR_FIELDS``). It depends
+    only on the timestamps (given the snapshot, the actuals and the calendar), so
+    ``InputCache`` can keep it per timestamp."""
 
     x: np.ndarray
-    chosen: dict[str, np.ndarray]
-    scale: dict[str, dict[str, np.ndarray]]
-    calendar: dict[str, np.ndarray]
+    chosen: np.ndarray
+    weights: dict[str, np.ndarray]
+    calendar: np.ndarray
+
+    def row(self, i: int) -> RowInputs:
+        """Row ``i`` alone (views)."""
+        return RowInputs(self.x[i:i + 1], self.chosen[i:i + 1],
+                         {v: w[i:i + 1] for v, w in self.weights.items()}, self.calendar[i:i + 1])
+
+    @classmethod
+    def concat(cls, parts: Sequence[RowInputs]) -> RowInputs:
+        """The rows of ``parts``, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(np.concatenate([p.x for p in parts]), np.concatenate([p.chosen for p in parts]),
+                   {v: np.concatenate([p.weights[v] for p in parts]) for v in parts[0].weights},
+                   np.concatenate([p.calendar for p in parts]))
 
 
 def row_inputs(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext, ts: np.ndarray) -> RowInputs:
@@ -253,13 +306,18 @@ def row_inputs(snapshot: Snapshot, actuals: Actuals | None, context: FeatureCont
     unset = {f: np.zeros(n) for f in context.spec.feature_names}
     columns = context.shared_columns(ts, unset)
     slots = actuals.slots(ts) if actuals is not None else None
-    chosen, scale = {}, {}
+    chosen, scale = [], {}
     for target in snapshot.order:
         h = target_history(context, actuals, target, ts, slots, fallback_only=True)
         columns.update({f"{target}:{c}": v for c, v in h.columns.items()})
-        chosen[target] = choose_variants(h.usable, snapshot.models[target].variants)
+        chosen.append(choose_variants(h.usable, snapshot.models[target].variants))
         scale[target] = h.scale
-    return RowInputs(matrix(snapshot.columns, columns), chosen, scale, {k: columns[k] for k in CALENDAR_FIELDS})
+    weights = {}
+    for variant, pairs in snapshot.bank_members.items():
+        share = {t: 1 / sum(o == t for o, _ in pairs) for t, _ in pairs}  # a variant serves its members' mean
+        weights[variant] = np.column_stack([scale[t][m] * share[t] for t, m in pairs])
+    return RowInputs(matrix(snapshot.columns, columns), np.column_stack(chosen).astype(np.intp), weights,
+                     np.column_stack([columns[k] for k in CALENDAR_FIELDS]))
 
 
 class InputCache:
@@ -276,7 +334,7 @@ class InputCache:
     def __init__(self) -> None:
         # The objects themselves, not their ids: an id may be reused once an object is freed.
         self._key: tuple[Snapshot, Actuals | None, FeatureContext] | None = None
-        self._rows: dict[int, tuple[np.ndarray, dict[str, int], dict[str, dict[str, float]], tuple[int, ...]]] = {}
+        self._rows: dict[int, RowInputs] = {}
         self._lock = threading.Lock()
 
     def get(self, snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext, ts: np.ndarray) -> RowInputs:
@@ -287,21 +345,14 @@ class InputCache:
             if not same or len(self._rows) > self.MAX_ENTRIES:
                 self._key, self._rows = key, {}
             rows = self._rows
-        missing = sorted({m for m in minutes if m not in rows})
+        missing = [m for m in dict.fromkeys(minutes) if m not in rows]
         if missing:
             fresh = row_inputs(snapshot, actuals, context, np.array(missing, dtype="datetime64[m]"))
+            for array in (fresh.x, fresh.chosen, fresh.calendar, *fresh.weights.values()):
+                array.setflags(write=False)  # shared by every request for these timestamps
             for i, minute in enumerate(missing):
-                rows[minute] = (fresh.x[i], {t: int(c[i]) for t, c in fresh.chosen.items()},
-                                {t: {m: float(v[i]) for m, v in sc.items()} for t, sc in fresh.scale.items()},
-                                tuple(int(fresh.calendar[k][i]) for k in CALENDAR_FIELDS))
-        picked = [rows[m] for m in minutes]
-        order = snapshot.order
-        members = {t: list(picked[0][2][t]) for t in order} if picked else {}
-        return RowInputs(
-            np.array([p[0] for p in picked]),
-            {t: np.array([p[1][t] for p in picked], dtype=np.int64) for t in order},
-            {t: {m: np.array([p[2][t][m] for p in picked]) for m in members[t]} for t in order},
-            {k: np.array([p[3][j] for p in picked]) for j, k in enumerate(CALENDAR_FIELDS)})
+                rows[minute] = fresh.row(i)
+        return RowInputs.concat([rows[m] for m in minutes])
 
 
 def predict(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext, ts: np.ndarray,
@@ -312,37 +363,46 @@ def predict(snapshot: Snapshot, actuals: Actuals | None, context: FeatureContext
     Each row of each target is served by the first variant of its version whose inputs
     exist; a variant with several members serves the mean of their predictions.
     """
-    use_cache = cache is not None and len(ts) <= InputCache.MAX_ROWS
-    inputs = cache.get(snapshot, actuals, context, ts) if use_cache and cache else row_inputs(
+    small = cache is not None and len(ts) <= InputCache.MAX_ROWS
+    inputs = cache.get(snapshot, actuals, context, ts) if small and cache else row_inputs(
         snapshot, actuals, context, ts)
-    X = inputs.x.copy() if use_cache else inputs.x
-    for name, values in weather.items():
-        X[:, snapshot.columns.index(name)] = values
-    chosen = {t: inputs.chosen[t] for t in targets}
-    n = len(ts)
-    totals = {t: np.zeros(n) for t in targets}
+    X = inputs.x.copy() if small else inputs.x
+    for column, name in zip(snapshot.weather_columns, context.spec.feature_names, strict=True):
+        X[:, column] = weather[name]
+    n, width = len(ts), len(snapshot.order)
+    wanted = np.array([snapshot.order.index(t) for t in targets], dtype=np.intp)
+    everyone = np.arange(n)
+    chosen = _flat(inputs.chosen)[_cells(everyone, wanted, width)]
+    totals = np.zeros(n * width)
     for name, bank in snapshot.banks.items():
         variant = VARIANTS.index(name)
-        pairs = snapshot.bank_members[name]
-        holders = {t for t, _ in pairs if t in chosen}
-        need = np.logical_or.reduce([chosen[t] == variant for t in holders]) if holders else np.zeros(n, bool)
-        if not need.any():
+        rows = np.flatnonzero((chosen == variant).any(axis=1))
+        if not len(rows):
             continue
-        out = _bank_predict(bank, X[need], threads)
-        rows = np.flatnonzero(need)
-        for k, (target, member) in enumerate(pairs):
-            if target not in chosen:
-                continue
-            mine = chosen[target][rows] == variant
-            share = 1 / sum(t == target for t, _ in pairs)  # the variant serves its members' mean
-            totals[target][rows[mine]] += out[mine, k] * inputs.scale[target][member][rows[mine]] * share
-    hours = ((ts - ts.astype("datetime64[D]")).astype(np.int64) // 60) % 24
-    lower, upper = {}, {}
-    for target in targets:
-        lower[target], upper[target] = np.full(n, np.nan), np.full(n, np.nan)
-        for index, name in enumerate(VARIANTS):
-            table = snapshot.models[target].intervals.get(name)
-            served = chosen[target] == index
-            if table is not None and served.any():
-                lower[target][served], upper[target][served] = table.bounds(hours[served], totals[target][served])
-    return Predictions(totals, chosen, lower, upper, inputs.calendar)
+        layout = snapshot.layouts[name]
+        out = _bank_predict(bank, X if len(rows) == n else X[rows], threads)
+        # Each row's totals take only the members of the variant chosen for its target.
+        served = _flat(inputs.chosen)[_cells(rows, layout.owner, width)] == variant
+        weights = inputs.weights[name] if len(rows) == n else inputs.weights[name][rows]
+        weighted = np.where(served, out * weights, 0.0)
+        totals[_cells(rows, layout.targets, width)] += np.add.reduceat(weighted, layout.starts, axis=1)
+    values = totals[_cells(everyone, wanted, width)]
+    hours = inputs.calendar[:, CALENDAR_FIELDS.index("Hour")]
+    ratio = (wanted * len(VARIANTS) + chosen) * HOURS + hours[:, None]  # [target, variant, hour], flat
+    return Predictions(tuple(targets), values, chosen, values * _flat(snapshot.lower_ratio)[ratio],
+                       values * _flat(snapshot.upper_ratio)[ratio], inputs.calendar)
+
+
+def _cells(rows: np.ndarray, columns: np.ndarray, width: int) -> np.ndarray:
+    """Flat indices of ``matrix[np.ix_(rows, columns)]`` for a C-ordered matrix ``width`` wide.
+
+    The prediction core indexes only flat arrays: numpy gathers from a 1-d array while
+    holding the GIL, but releases and retakes it for any other fancy index (and for
+    ``np.take``, ``ufunc.at``), and with a worker's request threads waiting each of those
+    is a thread switch (docs/predict.md, "Speed").
+    """
+    return rows[:, None] * width + columns
+
+
+def _flat(matrix: np.ndarray) -> np.ndarray:
+    return matrix.reshape(-1)

@@ -74,6 +74,11 @@ class DatasetSpec:
     def target_names(self) -> list[str]:
         return [c.name for c in self.targets]
 
+    @functools.cached_property
+    def feature_range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Every feature's physical minimum and maximum, in ``features`` order."""
+        return tuple(c.min for c in self.features), tuple(c.max for c in self.features)
+
     @property
     def value_columns(self) -> tuple[ValueColumn, ...]:
         return self.features + self.targets

@@ -10,6 +10,7 @@ Validation is vectorised so a 10,000-row batch stays cheap.
 from __future__ import annotations
 
 import hmac
+import itertools
 import math
 import time
 import warnings
@@ -97,15 +98,18 @@ def _fast_timestamps(values: list[Any], spec: DatasetSpec) -> np.ndarray | None:
     """All values parsed at once when they all look like date-times and parse in range, else None."""
     if not all(isinstance(v, str) and _looks_like_datetime(v) for v in values):
         return None
+    aware = [v.endswith("Z") or v[-6] in "+-" for v in values]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # numpy notes it converts offsets to UTC
+        if any(aware):
+            with warnings.catch_warnings():  # process-wide state: only when there is something to silence
+                warnings.simplefilter("ignore")  # numpy notes it converts offsets to UTC
+                parsed = np.array(values, dtype="datetime64[us]")
+        else:
             parsed = np.array(values, dtype="datetime64[us]")
     except ValueError:
         return None
-    if spec.utc_offset:
-        aware = np.array([v.endswith("Z") or v[-6] in "+-" for v in values])
-        parsed[aware] += np.timedelta64(int(spec.utc_offset.total_seconds() * 1e6), "us")
+    if spec.utc_offset and any(aware):
+        parsed[np.array(aware)] += np.timedelta64(int(spec.utc_offset.total_seconds() * 1e6), "us")
     return parsed if ((parsed >= EARLIEST) & (parsed <= LATEST)).all() else None
 
 
@@ -149,15 +153,25 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _numbers(name: str, values: list[Any], lo: float, hi: float, errors: list[dict], path: Any) -> np.ndarray:
-    if set(map(type, values)) <= _NUMBER_TYPES:
+def _weather(instances: list[Any], spec: DatasetSpec, errors: list[dict], path: Any) -> dict[str, np.ndarray]:
+    """The feature columns: every value checked at once in the usual all-valid request, field
+    by field (naming each offending value) otherwise."""
+    names = [c.name for c in spec.features]
+    rows = [[inst.get(f, _MISSING) for f in names] for inst in instances]
+    if set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
         try:
-            arr = np.array(values, dtype=float)
-        except OverflowError:  # an int beyond float's range: the loop below names it
-            arr = np.full(len(values), np.nan)
-        bad = ~np.isfinite(arr) | (arr < lo) | (arr > hi)
-        if not bad.any():
-            return arr
+            values = np.array(rows, dtype=float).reshape(len(rows), len(names))
+        except OverflowError:  # an int beyond float's range: the field's check names it
+            values = None
+        low, high = spec.feature_range
+        if values is not None and ((values >= low) & (values <= high)).all():  # NaN and infinities fail too
+            return {f: values[:, j] for j, f in enumerate(names)}
+    return {c.name: _numbers(c.name, [r[j] for r in rows], c.min, c.max, errors, path)
+            for j, c in enumerate(spec.features)}
+
+
+def _numbers(name: str, values: list[Any], lo: float, hi: float, errors: list[dict], path: Any) -> np.ndarray:
+    """One field's values; each offending one is an error naming it."""
     arr = np.full(len(values), np.nan)
     for i, value in enumerate(values):
         if value is _MISSING:
@@ -224,8 +238,7 @@ def parse_request(body: Mapping[str, Any], spec: DatasetSpec, max_instances: int
         elif not allowed.issuperset(inst):
             errors += [field_error(path(i, k) if not single else k, "unknown field")
                        for k in sorted(set(inst) - allowed)]
-    weather = {f: _numbers(f, [inst.get(f, _MISSING) for inst in instances], spec.column(f).min,
-                           spec.column(f).max, errors, path) for f in spec.feature_names}
+    weather = _weather(instances, spec, errors, path)
     timestamps = _timestamps([inst.get(TIMESTAMP_FIELD, _MISSING) for inst in instances], spec,
                              errors, path, rounding)
     if errors:

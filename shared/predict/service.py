@@ -8,9 +8,9 @@ turns each HTTP request into calls on it.
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -183,7 +183,9 @@ class PredictService:
 
     def record_request(self, status: int, latency_ms: float, details: Mapping[str, Any]) -> None:
         """Append one request's outcome to the buffered request log monitor reads."""
-        self.log.record({"request_id": uuid.uuid4().hex, **details, "time": time.time(),
+        # Python's generator, reseeded in every forked worker: uuid4 reads the OS's random
+        # source, a system call that hands the GIL to another request thread.
+        self.log.record({"request_id": f"{random.getrandbits(128):032x}", **details, "time": time.time(),
                          "status": status, "latency_ms": round(latency_ms, 3)})
 
 

@@ -2,7 +2,8 @@
 
 Requests only append to an in-memory buffer. One background flusher per serving
 process writes the buffer as one JSON-lines object,
-``predictions/date=YYYY-MM-DD/<instance>-<seq>.jsonl`` (create-only), when it
+``predictions/date=YYYY-MM-DD/<instance>-<seq>.jsonl`` (create-only; ``<instance>``
+is drawn per serving process, so forked workers never share a name), when it
 holds ``PREDICTION_LOG_FLUSH_RECORDS`` requests, half of
 ``PREDICTION_LOG_MAX_ROWS`` rows, or its oldest entry is
 ``PREDICTION_LOG_FLUSH_SECONDS`` old; a graceful exit (SIGTERM) flushes what is
@@ -68,9 +69,8 @@ class PredictionLog:
         self.flush_records = flush_records
         self.flush_seconds = flush_seconds
         self.max_rows = max_rows
-        self.instance = instance or uuid.uuid4().hex[:12]
+        self._given_instance = instance
         self.clock = clock
-        self._seq = 0
         self.dropped = 0
         self.failures = 0
         self.last_error = ""
@@ -79,7 +79,11 @@ class PredictionLog:
         _open.add(self)
 
     def _reset_after_fork(self) -> None:
-        """Fresh locks, events and buffer state: a forked child inherits none of the parent's threads."""
+        """Fresh locks, events and buffer state: a forked child inherits none of the parent's
+        threads. And a name of its own: gunicorn's workers are forked from one master, and two
+        workers writing ``<instance>-<seq>`` under one name would collide on every object."""
+        self.instance = self._given_instance or uuid.uuid4().hex[:12]
+        self._seq = 0
         self._buffer: deque[dict[str, Any]] = deque()
         self._rows = 0
         self._oldest: float | None = None

@@ -37,6 +37,37 @@ def test_one_request_reaches_the_store_within_the_flush_period_under_gunicorn(se
         assert health["pending_records"] == 0 and health["dropped"] == 0 and health["last_written"]
 
 
+def test_every_worker_of_an_instance_writes_its_own_objects(settings, backends, monkeypatch):
+    """gunicorn forks every worker from one master: each must write under a name of its own,
+    or one worker's create-only writes collide with the other's and its records never land."""
+    collect_and_train(settings, backends, monkeypatch)
+    sent = 0
+    with served_function("predict", settings, WORKERS="2", THREADS="1", PREDICTION_LOG_FLUSH_RECORDS="1",
+                         PREDICTION_LOG_FLUSH_SECONDS=str(FLUSH_SECONDS)) as url:
+
+        def writers() -> set[str]:
+            return {name.rsplit("/", 1)[-1].rsplit("-", 1)[0] for name in backends.blobs.list(names.PREDICTIONS)}
+
+        def both_workers_wrote() -> bool:
+            nonlocal sent
+            for _ in range(5):  # a new connection each: the kernel hands them to either worker
+                response = requests.post(f"{url}/predict", json=OBS, timeout=60)
+                assert response.status_code == 200, response.text
+                sent += 1
+            return len(writers()) == 2
+
+        wait_until(both_workers_wrote, timeout=90, interval=0.2, what="records from both workers")
+
+        def records() -> list[dict[str, Any]]:
+            return [json.loads(line) for name in backends.blobs.list(names.PREDICTIONS)
+                    for line in backends.blobs.read(name).decode().splitlines()]
+
+        # Every request's record lands, whichever worker served it.
+        wait_until(lambda: len(records()) == sent, timeout=FLUSH_SECONDS + 30, interval=0.2,
+                   what=f"all {sent} records")
+        assert len({r["request_id"] for r in records()}) == sent
+
+
 class FailingStore:
     """A blob store that refuses every write until ``healthy`` is set, counting attempts."""
 

@@ -20,6 +20,7 @@ settings, backends = runtime.start()
 service = PredictService(settings, backends, load_spec(settings.dataset_spec))
 service.check_now()
 api = PredictApi(service, settings.predict_api_key)
+runtime.loaded()
 
 
 @functions_framework.http

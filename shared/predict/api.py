@@ -157,17 +157,17 @@ def _weather(instances: list[Any], spec: DatasetSpec, errors: list[dict], path: 
     """The feature columns: every value checked at once in the usual all-valid request, field
     by field (naming each offending value) otherwise."""
     names = [c.name for c in spec.features]
-    rows = [[inst.get(f, _MISSING) for f in names] for inst in instances]
-    if set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
+    columns = [[inst.get(f) for inst in instances] for f in names]
+    if set(map(type, itertools.chain.from_iterable(columns))) <= _NUMBER_TYPES:
         try:
-            values = np.array(rows, dtype=float).reshape(len(rows), len(names))
+            values = np.array(columns, dtype=float)  # (fields, rows): each field's values contiguous
         except OverflowError:  # an int beyond float's range: the field's check names it
             values = None
-        low, high = spec.feature_range
+        low, high = np.array(spec.feature_range)[:, :, None]
         if values is not None and ((values >= low) & (values <= high)).all():  # NaN and infinities fail too
-            return {f: values[:, j] for j, f in enumerate(names)}
-    return {c.name: _numbers(c.name, [r[j] for r in rows], c.min, c.max, errors, path)
-            for j, c in enumerate(spec.features)}
+            return dict(zip(names, values, strict=True))
+    return {c.name: _numbers(c.name, [inst.get(c.name, _MISSING) for inst in instances], c.min, c.max, errors, path)
+            for c in spec.features}
 
 
 def _numbers(name: str, values: list[Any], lo: float, hi: float, errors: list[dict], path: Any) -> np.ndarray:
@@ -309,15 +309,12 @@ def response(request: PredictRequest, result: Predictions, versions: Mapping[str
     targets = result.targets
     body: dict[str, Any] = {"prediction_timestamp": iso_utc(timespec="microseconds"),
                             "model_versions": {t: versions[t] for t in targets}, "interval_level": LEVEL}
-    columnar = request.format == "columns"
-    # Nested lists per row (instances) or per target and field (columns), built in one pass each.
-    def nested(matrix: np.ndarray) -> np.ndarray:
-        return matrix.T if columnar else matrix
-
-    values = np.round(nested(result.values), 4).tolist()
-    lower, upper = _nullable(nested(result.lower)), _nullable(nested(result.upper))
-    variants, calendar = nested(result.variant_names()).tolist(), nested(result.calendar).tolist()
-    if columnar:
+    # One list per target (per field for the calendar), as the columns format sends them;
+    # instances are zipped from them row by row.
+    values = np.round(result.values.T, 4).tolist()
+    lower, upper = _nullable(result.lower.T), _nullable(result.upper.T)
+    variants, calendar = result.variant_names().T.tolist(), result.calendar.T.tolist()
+    if request.format == "columns":
         body.update(columns={"predictions": dict(zip(targets, values, strict=True)),
                              "intervals": {t: {"lower": lo, "upper": up}
                                            for t, lo, up in zip(targets, lower, upper, strict=True)},
@@ -329,7 +326,8 @@ def response(request: PredictRequest, result: Predictions, versions: Mapping[str
          "intervals": {t: {"lower": lo, "upper": up} for t, lo, up in zip(targets, los, ups, strict=True)},
          "variants": dict(zip(targets, names, strict=True)),
          "derived_features": dict(zip(CALENDAR_FIELDS, cal, strict=True))}
-        for row, los, ups, names, cal in zip(values, lower, upper, variants, calendar, strict=True)]
+        for row, los, ups, names, cal in zip(*(zip(*lists, strict=True) for lists in (values, lower, upper, variants,
+                                                                                       calendar)), strict=True)]
     if request.single:
         body.update(legacy_fields(request, body["predictions"][0], versions, spec))
     return body

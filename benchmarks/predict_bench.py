@@ -2,11 +2,13 @@
 
 Prints: artifact sizes; cold start (process start to first prediction); the
 10,000-row batch (in-process core, and end-to-end HTTP in both response
-formats); load runs with concurrent clients at one worker and at one worker per
-core (requests/s, p50/p90/p99, failures), beside the bare framework's ceiling (a
-trivial handler at one worker); and the server's RSS after the load and at its
-peak under legal maximum batches sent concurrently. Bounded in time; stops
-everything it starts.
+formats); load runs of single observations over 8 keep-alive connections (wrk
+when installed, ``apt-get install wrk``; else Python clients, which take CPU from
+the server) at one worker per core and at one worker with THREADS=1 and with the
+framework's default threads (requests/s, p50/p90/p99, failures), beside the bare
+framework's ceiling (a trivial handler at one worker); and the server's RSS after
+the load and at its peak under legal maximum batches sent concurrently. Bounded in
+time; stops everything it starts.
 
     .venv/bin/python benchmarks/predict_bench.py [--clients 8] [--seconds 10]
 """
@@ -18,6 +20,8 @@ import http.client
 import json
 import multiprocessing
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,21 +66,27 @@ def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int,
     return response.status, response.read()
 
 
-def server_env(workers: int | None = None) -> dict[str, str]:
-    """One gunicorn worker per core unless told (functions-framework reads WORKERS and THREADS)."""
-    return {**os.environ, "PYTHONPATH": str(ROOT),
-            "WORKERS": str(workers) if workers else os.environ.get("WORKERS", str(os.cpu_count() or 1)),
-            "THREADS": os.environ.get("THREADS", "4")}
+def server_env(workers: int | None = None, threads: int | None = None) -> dict[str, str]:
+    """One gunicorn worker per core and 4 threads each unless told (functions-framework reads
+    WORKERS and THREADS); ``threads=0`` leaves THREADS unset: the framework's own default,
+    4 per core."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "WORKERS": str(workers) if workers else os.environ.get("WORKERS", str(os.cpu_count() or 1)),
+           "THREADS": str(threads) if threads else os.environ.get("THREADS", "4")}
+    if threads == 0:
+        env.pop("THREADS")
+    return env
 
 
 def start_server(port: int, workers: int | None = None, source: Path = ROOT / "functions/predict/main.py",
-                 target: str = "predict") -> tuple[subprocess.Popen, float]:
+                 target: str = "predict", threads: int | None = None) -> tuple[subprocess.Popen, float]:
     """Start a function; returns the process and the seconds until its first 200 to OBS."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "functions-framework"), "--target", target, "--source",
          str(source), "--host", "127.0.0.1", "--port", str(port)],
-        env=server_env(workers), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        env=server_env(workers, threads), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL)
     body = json.dumps(OBS).encode()
     while True:
         try:
@@ -178,7 +188,8 @@ def main() -> None:
         sizes = prepare_state(state)
         env = server_env()
         print(f"functions-framework with WORKERS={env['WORKERS']} THREADS={env['THREADS']} "
-              f"on {os.cpu_count()} cores; clients on the same machine")
+              f"on {os.cpu_count()} cores; load from {'wrk' if shutil.which('wrk') else 'Python clients'} "
+              "on the same machine")
         print("artifact size (model.npz, both variants):",
               ", ".join(f"{t} {b / 1024:.1f} KiB" if b else f"{t} (no production model)"
                         for t, b in sizes.items()))
@@ -213,38 +224,73 @@ def main() -> None:
                   f"peak {peak_rss_under_batches(process.pid, port, bodies['instances'], args.clients):.0f} MB")
         finally:
             stop_process(process, 15)
-        for threads in ("1", "4"):  # Terraform's choice at one vCPU, then the former default
-            os.environ["THREADS"] = threads
+        # Terraform's choice at one vCPU, then functions-framework's own default (4 per core).
+        for threads, name in ((1, "THREADS=1"), (0, f"THREADS unset ({4 * (os.cpu_count() or 1)})")):
             port = free_port()
-            process, _ = start_server(port, workers=1)
+            process, _ = start_server(port, workers=1, threads=threads)
             try:
-                print(f"load, 1 worker, THREADS={threads}: {load(port, args.clients, args.seconds)}")
+                print(f"load, 1 worker, {name}: {load(port, args.clients, args.seconds)}")
             finally:
                 stop_process(process, 15)
     with tempfile.TemporaryDirectory() as bare:
         source = Path(bare) / "main.py"
         source.write_text(BARE_HANDLER)
-        os.environ["THREADS"] = "1"
-        port = free_port()
-        process, _ = start_server(port, workers=1, source=source, target="bare")
-        try:
-            print(f"load, 1 worker, THREADS=1, bare framework (trivial handler): "
-                  f"{load(port, args.clients, args.seconds)}")
-        finally:
-            stop_process(process, 15)
+        for threads, name in ((1, "THREADS=1"), (0, "THREADS unset")):
+            port = free_port()
+            process, _ = start_server(port, workers=1, source=source, target="bare", threads=threads)
+            try:
+                print(f"load, 1 worker, {name}, bare framework (trivial handler): "
+                      f"{load(port, args.clients, args.seconds)}")
+            finally:
+                stop_process(process, 15)
 
 
 def load(port: int, clients: int, seconds: float) -> str:
-    """Single observations from ``clients`` concurrent keep-alive clients for ``seconds``."""
+    """Single observations from ``clients`` concurrent keep-alive connections for ``seconds``.
+
+    With wrk when it is installed (``apt-get install wrk``): written in C, it leaves this
+    2-core machine's CPU to the server. Otherwise with Python client processes, which
+    take a good share of it, so their figures are lower.
+    """
+    if shutil.which("wrk"):
+        return _load_wrk(port, clients, seconds)
     with multiprocessing.Pool(clients) as pool:
         client((port, 1.0))  # warm-up
         results = pool.map(client, [(port, seconds)] * clients)
     latencies = sorted(x for lat, _ in results for x in lat)
     failures = sum(f for _, f in results)
     q = statistics.quantiles(latencies, n=100)
-    return (f"{clients} concurrent clients, {seconds:.0f} s, single observations: "
+    return (f"{clients} concurrent clients (Python), {seconds:.0f} s, single observations: "
             f"{len(latencies) / seconds:.0f} requests/s, p50 {q[49] * 1000:.1f} ms, "
             f"p90 {q[89] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, failures {failures}")
+
+
+WRK_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _load_wrk(port: int, clients: int, seconds: float) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                     f"wrk.body = [[{json.dumps(OBS)}]]\n")
+        script.flush()
+        url = f"http://127.0.0.1:{port}/predict"
+
+        def run(duration: float) -> str:
+            return subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{duration:.0f}s", "--latency", "-s",
+                                   script.name, url], capture_output=True, text=True, check=True).stdout
+
+        run(1)  # warm-up
+        out = run(seconds)
+    latency = {m.group(1): float(m.group(2)) * WRK_UNITS_MS[m.group(3)]
+               for m in re.finditer(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s|m)$", out, re.M)}
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    assert rate and len(latency) == 3, out
+    failures = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)
+    return (f"{clients} connections (wrk), {seconds:.0f} s, single observations: "
+            f"{float(rate.group(1)):.0f} requests/s, p50 {latency['50']:.1f} ms, "
+            f"p90 {latency['90']:.1f} ms, p99 {latency['99']:.1f} ms, failures {failures}")
 
 
 def _send_batches(args: tuple[int, bytes, int]) -> int:

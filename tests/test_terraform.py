@@ -38,7 +38,7 @@ from tools.bundle import FUNCTIONS, PACKAGES, build
 from tools.localstack import SUBSCRIPTIONS as LOCAL_SUBSCRIPTIONS
 from tools.terraform_schema import cache_dir
 from tools.terraform_schema.check import check as schema_check
-from tools.terraform_schema.check import pinned_version
+from tools.terraform_schema.check import declared, pinned_version
 from tools.terraform_schema.extract import load as load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -422,13 +422,9 @@ REFERENCE = re.compile(r"(?<![\w.])((?:data\.)?(?:google|terraform)_\w+\.[\w-]+)
 def dependency_graph(tf: dict) -> dict[str, set[str]]:
     """Every resource and data source -> the ones it references or depends on."""
     graph = {}
-    for doc in tf.values():
-        for kind in ("resource", "data"):
-            for block in doc.get(kind, []):
-                for tf_type, items in block.items():
-                    for name, body in items.items():
-                        address = f"{'data.' if kind == 'data' else ''}{tf_type}.{name}"
-                        graph[address] = set(REFERENCE.findall(json.dumps(body))) - {address}
+    for (kind, tf_type, name), body in declared(tf).items():
+        address = f"{'data.' if kind == 'data' else ''}{tf_type}.{name}"
+        graph[address] = set(REFERENCE.findall(json.dumps(body))) - {address}
     return graph
 
 

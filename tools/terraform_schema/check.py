@@ -166,7 +166,8 @@ class _FileChecker:
                 return
 
 
-def _declared(docs: dict[str, dict]) -> dict[tuple[str, str, str], dict]:
+def declared(docs: dict[str, dict]) -> dict[tuple[str, str, str], dict]:
+    """Every resource and data source of parsed .tf files: (kind, type, name) -> its body."""
     found = {}
     for doc in docs.values():
         for kind in ("resource", "data"):
@@ -180,10 +181,10 @@ def _declared(docs: dict[str, dict]) -> dict[tuple[str, str, str], dict]:
 def check(tf_dir: Path, schema: dict) -> list[Finding]:
     """Every schema error of the google resources, data sources and provider in ``tf_dir``."""
     docs = {path.name: _parse(path) for path in sorted(tf_dir.glob("*.tf"))}
-    declared = _declared(docs)
+    blocks = declared(docs)
     findings: list[Finding] = []
     for name, doc in docs.items():
-        checker = _FileChecker(name, (tf_dir / name).read_text(encoding="utf-8"), schema, declared)
+        checker = _FileChecker(name, (tf_dir / name).read_text(encoding="utf-8"), schema, blocks)
         for kind in ("resource", "data"):
             for block in doc.get(kind, []):
                 for tf_type, items in block.items():
